@@ -1,0 +1,80 @@
+"""The containerd gRPC socket: a grpclib server with every containerd service registered.
+
+`serve_containerd` builds one servicer per containerd service (engine's where implemented,
+UNIMPLEMENTED stubs elsewhere: see registry.py), adds grpc.health.v1.Health, wraps every
+handler so engine errors become gRPC statuses in one place (status.py), and listens on a
+unix socket. The socket file is created with mode 0660 and, if a group named ``engine``
+exists, given to it (as dockerd does with ``docker``). A stale socket file left by a crashed
+daemon is replaced; any other file in the way is an error.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import stat
+from typing import Any
+
+from grpclib.const import Handler
+from grpclib.health.service import Health
+from grpclib.server import Server
+
+from engine.api.containerd import registry
+from engine.api.containerd.status import translating
+from engine.errors import FailedPrecondition
+
+SOCKET_GROUP = "engine"
+
+
+class _Translated:
+    """A servicer whose handlers translate engine errors (grpclib reads ``__mapping__``)."""
+
+    def __init__(self, servicer: Any) -> None:
+        self._servicer = servicer
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            path: Handler(translating(path, h.func), h.cardinality, h.request_type, h.reply_type)
+            for path, h in self._servicer.__mapping__().items()
+        }
+
+
+def build_handlers(services: Any) -> list[Any]:
+    """Every containerd servicer, error-translated, plus the health service."""
+    return [_Translated(s) for s in registry.servicers(services)] + [Health()]
+
+
+def _clear_stale_socket(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise FailedPrecondition(f"containerd socket path {path} exists and is not a socket")
+    os.unlink(path)
+
+
+def _set_socket_mode(path: str) -> None:
+    os.chmod(path, 0o660)
+    try:
+        gid = grp.getgrnam(SOCKET_GROUP).gr_gid
+    except KeyError:
+        return
+    os.chown(path, -1, gid)
+
+
+async def serve_containerd(services: Any, path: str) -> Server:
+    """Start serving the containerd API on unix socket `path`; the caller closes the server.
+
+    Shut down with ``server.close(); await server.wait_closed()``.
+    """
+    server = Server(build_handlers(services))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    _clear_stale_socket(path)
+    old_umask = os.umask(0o117)  # no window in which the socket is world-accessible
+    try:
+        await server.start(path=path)
+    finally:
+        os.umask(old_umask)
+    _set_socket_mode(path)
+    return server
