@@ -1,0 +1,1 @@
+"""Shared test helpers: offline rootfs builders, OCI spec defaults, runtime drivers."""
