@@ -103,7 +103,7 @@ def write(dirpath: str, name: str, value: str) -> None:
     """Write one value with a single write(2), as the kernel expects."""
     path = os.path.join(dirpath, name)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except OSError as err:
         raise _error("write", path, err, value) from err
     try:

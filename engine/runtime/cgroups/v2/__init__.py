@@ -106,6 +106,8 @@ class V2Manager(CgroupManager):
                 raise FailedPrecondition(
                     f"cannot set {controller} resources: the {controller} controller is not enabled for {self.dir}"
                 )
+        if r.unified:
+            unified.check(self.dir, r.unified)
         w = fs.Writer()
         w.warnings.extend(r.ignored)
         try:

@@ -13,6 +13,15 @@ from engine.errors import EngineError, InvalidArgument, PermissionDenied, Unimpl
 from .. import fs
 
 
+def check(d: str, unified: dict[str, str]) -> None:
+    """Refuse, before anything is written, keys whose file is absent and whose controller is unavailable."""
+    available = set((fs.read_opt(d, "cgroup.controllers") or "").split())
+    for key in unified:
+        controller = key.split(".", 1)[0]
+        if controller != "cgroup" and controller not in available and not fs.exists(d, key):
+            raise InvalidArgument(f"unified resource {key!r} can't be set: controller {controller!r} not available")
+
+
 def apply(w: fs.Writer, d: str, unified: dict[str, str]) -> None:
     available = set((fs.read_opt(d, "cgroup.controllers") or "").split())
     for key, value in unified.items():
