@@ -98,7 +98,9 @@ def crun_hybrid_refusal() -> str | None:
         (bundle / "config.json").write_text(json.dumps(default_spec(["true"])))
         root = Path(tmp) / "state"
         cmd = [CRUN, "--root", str(root), "run", "--bundle", str(bundle), cid]
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=DEFAULT_TIMEOUT, stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=DEFAULT_TIMEOUT, stdin=subprocess.DEVNULL
+        )
         subprocess.run([CRUN, "--root", str(root), "delete", "--force", cid], capture_output=True, timeout=10)
         if out.returncode != 0 and CRUN_HYBRID_MESSAGE in out.stderr:
             return out.stderr.strip()
@@ -114,6 +116,17 @@ class Result(subprocess.CompletedProcess):
 
     def json(self) -> Any:
         return json.loads(self.stdout)
+
+
+def one_line_error(rt: Runtime, r: Result) -> str:
+    """Assert a failed call: exit status 1, one line on stderr, nothing on stdout; return it."""
+    assert r.returncode == 1, f"exit {r.returncode}, stderr {r.stderr!r}"
+    lines = r.stderr.strip().splitlines()
+    assert lines, "no error message on stderr"
+    if rt.name != "crun":  # crun appends the JSON parser's context lines to some errors
+        assert len(lines) == 1, f"the error takes {len(lines)} lines: {r.stderr!r}"
+    assert r.stdout == ""
+    return lines[0]
 
 
 class Runtime:
@@ -328,7 +341,9 @@ class Bundle:
         """``create``; the container's stdio go to files ``out``/``err`` in the bundle."""
         self.write()
         with open(self.path / "out", "w") as out, open(self.path / "err", "w") as err:
-            r = self.rt("create", "--bundle", str(self.path), *extra, self.id, timeout=timeout, stdout=out, stderr=err)
+            r = self.rt(
+                "create", "--bundle", str(self.path), *extra, self.id, timeout=timeout, stdout=out, stderr=err
+            )
         r.stdout = (self.path / "out").read_text()
         r.stderr = (self.path / "err").read_text()
         if r.returncode != 0:

@@ -55,8 +55,18 @@ _MOUNTS: list[dict[str, Any]] = [
         "source": "shm",
         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
     },
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {
+        "destination": "/dev/mqueue",
+        "type": "mqueue",
+        "source": "mqueue",
+        "options": ["nosuid", "noexec", "nodev"],
+    },
+    {
+        "destination": "/sys",
+        "type": "sysfs",
+        "source": "sysfs",
+        "options": ["nosuid", "noexec", "nodev", "ro"],
+    },
     {
         "destination": "/sys/fs/cgroup",
         "type": "cgroup",

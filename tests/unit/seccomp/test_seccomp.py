@@ -23,7 +23,7 @@ from engine.runtime.seccomp import compile_profile, filter_flags
 
 from .loader import run_filtered, try_call
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "support" / "data"
 ALLOW = "SCMP_ACT_ALLOW"
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -79,7 +79,7 @@ def test_default_errno_ret_applies_to_default_action(tmp_path):
         "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EROFS}],
     }
     assert run_filtered(compile_profile(profile), lambda: try_call(lambda: os.mkdir(tmp_path / "x")))[0] == 30
-    docker = json.loads((DATA / "docker_like.json").read_text())
+    docker = json.loads((DATA / "seccomp_docker_like.json").read_text())
     docker["defaultErrnoRet"] = errno.ENOTSUP
     # mount is not in the allow list: it gets the default errno
     probe = libc_call("mount", b"none", str(tmp_path / "nope").encode(), b"tmpfs", 0, None)
@@ -221,7 +221,7 @@ def test_flags_are_accepted_by_the_kernel():
 
 
 def test_docker_shaped_profile(tmp_path):
-    profile = json.loads((DATA / "docker_like.json").read_text())
+    profile = json.loads((DATA / "seccomp_docker_like.json").read_text())
     prog = compile_profile(profile)
     assert len(prog) // 8 > 100
     CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
