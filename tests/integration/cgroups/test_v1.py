@@ -167,8 +167,10 @@ def test_kill_all_reaches_every_process_even_forking_ones(parent, spawn, subreap
     m = open_manager(parent + "/c")
     m.create()
     # a shell that keeps forking children: freeze-signal-thaw must still catch them all
-    forker = spawn(["sh", "-c", "while :; do sleep 1000 & sleep 0.01; done"])
-    m.add(forker.pid)
+    forker = spawn(["sh", "-c", "read x; while :; do sleep 1000 & sleep 0.01; done"], stdin=subprocess.PIPE)
+    m.add(forker.pid)  # before it forks anything
+    forker.stdin.write(b"go\n")
+    forker.stdin.flush()
     time.sleep(0.3)
     before = m.pids()
     assert len(before) > 3
@@ -176,6 +178,7 @@ def test_kill_all_reaches_every_process_even_forking_ones(parent, spawn, subreap
     assert m.wait_empty(5), m.pids()
     reaped = subreaper()
     assert set(before) <= set(reaped), "a process of the cgroup was not killed"
+    assert forker.pid in reaped
     assert all(os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGKILL for st in reaped.values())
     assert not m.is_frozen()
     m.destroy()
@@ -196,7 +199,7 @@ def test_destroy_refuses_while_processes_live(parent, spawn):
     m.create()
     p = spawn(["sleep", "1000"])
     m.add(p.pid)
-    with pytest.raises(FailedPrecondition, match="destroy cgroup"):
+    with pytest.raises(FailedPrecondition, match=rf"1 process\(es\) still in it \(pids {p.pid}\); kill them first"):
         m.destroy()
     assert m.exists()
     p.kill()

@@ -157,6 +157,10 @@ class V1Manager(CgroupManager):
         return os.path.isdir(self._primary)
 
     def destroy(self) -> None:
+        live = self.pids() if self.exists() else []
+        if live:
+            raise FailedPrecondition(f"destroy cgroup {self.path}: {len(live)} process(es) still in it "
+                                     f"(pids {', '.join(map(str, live[:8]))}); kill them first")
         errors = []
         for name, d in self._unique():
             try:

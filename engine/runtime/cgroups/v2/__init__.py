@@ -83,7 +83,14 @@ class V2Manager(CgroupManager):
         return os.path.isdir(self.dir)
 
     def destroy(self) -> None:
-        fs.rmdir_tree(self.dir)
+        live = self.pids() if self.exists() else []
+        if live:
+            raise FailedPrecondition(f"destroy cgroup {self.path}: {len(live)} process(es) still in it "
+                                     f"(pids {', '.join(map(str, live[:8]))}); kill them first")
+        try:
+            fs.rmdir_tree(self.dir)
+        except EngineError as err:
+            raise FailedPrecondition(f"destroy cgroup {self.path}: {err}") from err
 
     def add(self, pid: int) -> None:
         fs.write_pid(self.dir, pid)
