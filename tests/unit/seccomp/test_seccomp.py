@@ -16,12 +16,11 @@ import struct
 from pathlib import Path
 
 import pytest
+from seccomp_loader import run_filtered, try_call
 
 from engine.errors import InvalidArgument
 from engine.runtime import seccomp
 from engine.runtime.seccomp import compile_profile, filter_flags
-
-from .loader import run_filtered, try_call
 
 DATA = Path(__file__).resolve().parents[2] / "support" / "data"
 ALLOW = "SCMP_ACT_ALLOW"
