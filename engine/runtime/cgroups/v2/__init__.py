@@ -93,7 +93,13 @@ class V2Manager(CgroupManager):
             raise FailedPrecondition(f"destroy cgroup {self.path}: {err}") from err
 
     def add(self, pid: int) -> None:
-        fs.write_pid(self.dir, pid)
+        try:
+            fs.write_pid(self.dir, pid)
+        except FailedPrecondition as err:
+            if (fs.read_opt(self.dir, "cgroup.subtree_control") or "").strip():
+                raise FailedPrecondition(f"{err} (cgroup v2 \"no internal processes\" rule: {self.path} enables "
+                                         f"controllers for its children, so processes must go into a leaf)") from err
+            raise
 
     def paths(self) -> dict[str, str]:
         return {"": self.dir}
