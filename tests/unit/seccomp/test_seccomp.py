@@ -311,3 +311,12 @@ def test_import_is_cheap():
     code = "import sys, engine.runtime.seccomp; print('cffi' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_generated_ffi_module_matches_the_cdef(tmp_path):
+    target = tmp_path / "_seccomp_ffi.py"
+    seccomp.generate_ffi_module(str(target))
+    committed = Path(seccomp.__file__).with_name("_seccomp_ffi.py").read_text()
+    assert target.read_text() == committed, "run engine.runtime.seccomp.generate_ffi_module()"
+    ffi, _ = seccomp._libseccomp()
+    assert type(ffi).__module__ == "_cffi_backend"  # the pre-parsed tables are in use
