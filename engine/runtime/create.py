@@ -76,7 +76,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     console = None
     dirfd = -1
     try:
-        os.mkfifo(os.path.join(cdir, st.FIFO), 0o622)
+        fifo = os.path.join(cdir, st.FIFO)
+        os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)  # past the umask: the init may write it as a non-root user
         dirfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if console_socket:
             console = connect_console(console_socket)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from engine.errors import EngineError, FailedPrecondition
+from engine.errors import EngineError, FailedPrecondition, NotFound
 from engine.runtime import hooks
 from engine.runtime import state as st
 from engine.runtime.kill import current_status, manager
@@ -75,7 +75,12 @@ def destroy(c: st.Container, *, log=None) -> None:
 
 
 def delete(root: str, container_id: str, *, force: bool = False, log=None) -> None:
-    c = st.load(root, container_id)
+    try:
+        c = st.load(root, container_id)
+    except NotFound:
+        if force:
+            return  # runc: forcing the delete of an unknown id is not an error
+        raise
     status = current_status(c)
     if not force and not st.can_delete(status):
         raise FailedPrecondition(f"cannot delete container {container_id} that is not stopped: {status}")
