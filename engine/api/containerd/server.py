@@ -2,8 +2,8 @@
 
 `serve_containerd` builds one servicer per containerd service (engine's where implemented,
 UNIMPLEMENTED stubs elsewhere: see registry.py), adds grpc.health.v1.Health, wraps every
-handler so engine errors become gRPC statuses in one place (status.py), and listens on a
-unix socket. The socket file is created with mode 0660 and, if a group named ``engine``
+handler so engine errors become gRPC statuses in one place (status.py), answers any other
+path with a well-formed UNIMPLEMENTED, and listens on a unix socket. The socket file is created with mode 0660 and, if a group named ``engine``
 exists, given to it (as dockerd does with ``docker``). A stale socket file left by a crashed
 daemon is replaced; any other file in the way is an error.
 """
@@ -15,7 +15,9 @@ import os
 import stat
 from typing import Any
 
-from grpclib.const import Handler
+from google.protobuf import empty_pb2
+from grpclib.const import Cardinality, Handler, Status
+from grpclib.exceptions import GRPCError
 from grpclib.health.service import Health
 from grpclib.server import Server
 
@@ -37,6 +39,29 @@ class _Translated:
             path: Handler(translating(path, h.func), h.cardinality, h.request_type, h.reply_type)
             for path, h in self._servicer.__mapping__().items()
         }
+
+
+class _UnknownIsUnimplemented(dict[str, Handler]):
+    """grpclib's method table, answering UNIMPLEMENTED for paths nobody registered.
+
+    grpclib itself answers an unknown path with a bare HTTP/2 response that has no
+    content-type, which Go clients report as ``missing content-type field`` instead of
+    UNIMPLEMENTED. A real handler that raises produces a proper gRPC response. The request is
+    never read, so its type does not matter.
+    """
+
+    def get(self, path: str, default: Any = None) -> Handler:  # type: ignore[override]
+        found = super().get(path)
+        if found is not None:
+            return found
+        return Handler(_unknown(path), Cardinality.UNARY_UNARY, empty_pb2.Empty, empty_pb2.Empty)
+
+
+def _unknown(path: str) -> Any:
+    async def handler(stream: Any) -> None:
+        raise GRPCError(Status.UNIMPLEMENTED, f"unknown service or method {path}")
+
+    return handler
 
 
 def build_handlers(services: Any) -> list[Any]:
@@ -69,6 +94,8 @@ async def serve_containerd(services: Any, path: str) -> Server:
     Shut down with ``server.close(); await server.wait_closed()``.
     """
     server = Server(build_handlers(services))
+    # grpclib keeps the method table in a private attribute, read with .get() per request
+    server._mapping = _UnknownIsUnimplemented(server._mapping)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     _clear_stale_socket(path)
     old_umask = os.umask(0o117)  # no window in which the socket is world-accessible
