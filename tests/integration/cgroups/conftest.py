@@ -5,8 +5,9 @@ teardown does not trust the code under test: it walks every cgroup hierarchy mou
 on the host (v1 controllers, named hierarchies, cgroup2), thaws, SIGKILLs whatever is
 left under the parent, and removes the directories bottom-up, failing the test if
 anything stays behind. ``spawn`` starts processes that are killed and reaped at the
-end whatever happened. ``unified_subtree`` restores the cgroup2 root's
-subtree_control (the managers enable hugetlb there on this hybrid host).
+end whatever happened. ``unified_subtree`` (autouse, so it is torn down after
+every other fixture) restores the cgroup2 root's subtree_control, where the managers
+enable hugetlb on this hybrid host.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def spawn():
         p.wait(timeout=10)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def unified_subtree():
     root = layout.HYBRID_UNIFIED
     ctl = os.path.join(root, "cgroup.subtree_control")
