@@ -179,7 +179,12 @@ class Runtime:
         return result
 
     def skip_if_hybrid_refusal(self, stderr: str) -> None:
-        if self.name == "crun" and CRUN_HYBRID_MESSAGE in stderr:
+        """Skip the test if crun failed *this* call because it refuses hybrid cgroups.
+
+        Both must hold: the one-time probe (a trivial ``crun run``) saw the refusal, and this
+        call's error is that refusal. Any other crun failure stays a failure.
+        """
+        if self.name == "crun" and CRUN_HYBRID_MESSAGE in stderr and crun_hybrid_refusal():
             pytest.skip(CRUN_HYBRID_REASON)
 
     def new_id(self, tag: str = "c") -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.support.ociruntime import one_line_error
+from tests.support.ociruntime import mounts_under, one_line_error
 
 
 def test_unknown_id(rt):
@@ -38,6 +38,7 @@ def test_duplicate_id(rt):
     second = rt.bundle(["true"])
     second.id = first.id
     one_line_error(rt, second.create())
+    assert mounts_under(second.path) == []
     st = first.state()
     assert (st["status"], st["pid"], st["bundle"]) == ("created", pid, str(first.path))
 

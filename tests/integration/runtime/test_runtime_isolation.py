@@ -111,6 +111,7 @@ def test_user_namespace_maps_seen_from_the_host(rt):
     subprocess.run(["chown", "-R", "-h", "300000:300000", str(b.rootfs)], check=True)
     b.create().ok()
     pid = b.state()["pid"]
+    assert pid > 0, "state of a created container has no pid"
     with open(f"/proc/{pid}/uid_map") as f:
         assert f.read().split() == ["0", "300000", "1000"]
     with open(f"/proc/{pid}/status") as f:

@@ -134,7 +134,8 @@ def test_umask(rt):
 
 
 def test_rlimits(rt):
-    b = rt.bundle(["sh", "-c", "grep -E 'Max (open files|processes|core file size)' /proc/self/limits"])
+    script = "grep -E 'Max (open files|processes|core file size)' /proc/self/limits; ulimit -n; ulimit -Hn"
+    b = rt.bundle(["sh", "-c", script])
     b.process["rlimits"] = [
         {"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456},
         {"type": "RLIMIT_NPROC", "soft": 1000, "hard": 2000},
@@ -142,7 +143,9 @@ def test_rlimits(rt):
     ]
     r = b.run()
     assert r.returncode == 0, r.stderr
-    rows = {" ".join(line.split()[:-3]): line.split()[-3:-1] for line in r.stdout.splitlines()}
+    lines = r.stdout.splitlines()
+    assert lines[-2:] == ["123", "456"]  # what `ulimit` reports inside
+    rows = {" ".join(line.split()[:-3]): line.split()[-3:-1] for line in lines[:-2]}
     assert rows == {
         "Max core file size": ["0", "0"],
         "Max processes": ["1000", "2000"],
