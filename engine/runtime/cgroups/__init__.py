@@ -9,7 +9,7 @@ Layout (after youki's libcgroups): detect.py finds the layout and mounts; resour
 validates OCI linux.resources up front; convert.py holds the v1<->v2 value
 conversions; devices.py models device rules; stats.py shapes runc's stats JSON;
 fs.py does file I/O, error mapping and rollback; v1/ and v2/ hold one module per
-controller plus the manager in their __init__. Only os/dataclasses are imported here,
+controller plus the manager in their __init__. Only os, errno and time are imported here
 so the runtime CLI stays fast (ctypes is loaded only for a v2 OOM watch).
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 from engine.errors import InvalidArgument
 
 from .base import CgroupManager
-from .layout import clean_path, detect
 from .devices import DEFAULT_ALLOWED_DEVICES
+from .layout import clean_path, detect
 
 __all__ = ["CgroupManager", "DEFAULT_ALLOWED_DEVICES", "detect", "open_manager"]
 

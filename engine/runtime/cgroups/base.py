@@ -17,6 +17,7 @@ with ``cgroup.kill`` for SIGKILL when the kernel has it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -84,10 +85,8 @@ class CgroupManager:
                 frozen = False
         try:
             for pid in self.pids():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
         finally:
             if frozen:
                 self.thaw()

@@ -84,7 +84,7 @@ def pids_max(limit: int) -> str:
 
 
 def parse_cpu_list(text: str) -> list[int]:
-    """"0-3,7" -> [0, 1, 2, 3, 7]; raises InvalidArgument on bad syntax."""
+    """ "0-3,7" -> [0, 1, 2, 3, 7]; raises InvalidArgument on bad syntax."""
     text = text.strip()
     out: list[int] = []
     if not text:

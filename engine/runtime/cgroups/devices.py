@@ -23,8 +23,6 @@ console, ptmx, pts, net/tun); the runtime appends it, this module does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from engine.errors import EngineError, InvalidArgument
 
 WILDCARD = -1
@@ -49,13 +47,31 @@ def _norm_perms(perms: str) -> str:
     return "".join(p for p in _PERM_ORDER if p in perms)
 
 
-@dataclass(frozen=True)
 class Rule:
-    allow: bool
-    type: str  # "a", "b" or "c"
-    major: int = WILDCARD
-    minor: int = WILDCARD
-    access: str = "rwm"
+    """One device rule; immutable and comparable."""
+
+    __slots__ = ("allow", "type", "major", "minor", "access")
+
+    def __init__(
+        self, allow: bool, type: str, major: int = WILDCARD, minor: int = WILDCARD, access: str = "rwm"
+    ) -> None:
+        self.allow = allow
+        self.type = type  # "a", "b" or "c"
+        self.major = major
+        self.minor = minor
+        self.access = access
+
+    def _key(self) -> tuple:
+        return (self.allow, self.type, self.major, self.minor, self.access)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rule) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Rule{self._key()!r}"
 
     def cgroup_string(self) -> str:
         """The line written to devices.allow / devices.deny, e.g. "c 1:3 rwm"."""

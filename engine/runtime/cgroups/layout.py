@@ -15,23 +15,43 @@ mount name its controllers (``rw,cpu,cpuacct``) or a named hierarchy
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 HYBRID_UNIFIED = "/sys/fs/cgroup/unified"
 CGROUP2_SUPER_MAGIC = 0x63677270
 
 # v1 controllers the engine knows how to drive (others are joined but not configured).
-KNOWN_V1 = ("cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "blkio", "pids", "hugetlb",
-            "net_cls", "net_prio", "perf_event", "rdma", "misc")
+KNOWN_V1 = (
+    "cpuset",
+    "cpu",
+    "cpuacct",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "rdma",
+    "misc",
+)
 
 
-@dataclass
 class Mount:
-    mountpoint: str
-    root: str  # the cgroup path that is visible at the mountpoint ("/" normally)
-    fstype: str  # "cgroup" or "cgroup2"
-    subsystems: list[str] = field(default_factory=list)  # controllers, or "name=xyz"
+    """One cgroup mount (a plain class: dataclasses would cost the CLI ~6 ms of imports)."""
+
+    __slots__ = ("mountpoint", "root", "fstype", "subsystems")
+
+    def __init__(self, mountpoint: str, root: str, fstype: str, subsystems: list[str] | None = None) -> None:
+        self.mountpoint = mountpoint
+        self.root = root  # the cgroup path visible at the mountpoint ("/" normally)
+        self.fstype = fstype  # "cgroup" or "cgroup2"
+        self.subsystems = subsystems if subsystems is not None else []  # controllers, or "name=xyz"
+
+    def __repr__(self) -> str:
+        return f"Mount({self.mountpoint!r}, {self.root!r}, {self.fstype!r}, {self.subsystems!r})"
 
 
 def _unescape(s: str) -> str:
@@ -68,7 +88,9 @@ def parse_mountinfo(text: str) -> list[Mount]:
             for opt in rf[2].split(","):
                 if opt in KNOWN_V1 or opt.startswith("name="):
                     subs.append(opt)
-        mounts.append(Mount(mountpoint=_unescape(lf[4]), root=_unescape(lf[3]), fstype=fstype, subsystems=subs))
+        mounts.append(
+            Mount(mountpoint=_unescape(lf[4]), root=_unescape(lf[3]), fstype=fstype, subsystems=subs)
+        )
     return mounts
 
 
@@ -110,7 +132,7 @@ def _fs_magic(path: str) -> int:
 
 
 def detect() -> str:
-    """"v2" if /sys/fs/cgroup is a cgroup2 mount, else "v1" (hybrid counts as v1)."""
+    """ "v2" if /sys/fs/cgroup is a cgroup2 mount, else "v1" (hybrid counts as v1)."""
     v = _cache.get("version")
     if v is None:
         v = "v2" if _fs_magic(CGROUP_ROOT) == CGROUP2_SUPER_MAGIC else "v1"

@@ -32,7 +32,9 @@ def oom_eventfd_v1(memory_dir: str) -> int:
         cfd = os.open(os.path.join(memory_dir, "memory.oom_control"), os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:
         os.close(efd)
-        raise EngineError(f"open {memory_dir}/memory.oom_control: {os.strerror(err.errno or 0).lower()}") from err
+        raise EngineError(
+            f"open {memory_dir}/memory.oom_control: {os.strerror(err.errno or 0).lower()}"
+        ) from err
     try:
         # the kernel takes its own references during registration; our cfd can go
         fs.write(memory_dir, "cgroup.event_control", f"{efd} {cfd}")

@@ -15,8 +15,6 @@ memory limit here: runc has none; the 6 MiB floor users see is dockerd's API che
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from engine.errors import InvalidArgument
 
 from . import devices as devmod
@@ -30,23 +28,23 @@ THROTTLE_KEYS = {
 }
 
 
-@dataclass
 class WeightDevice:
-    major: int
-    minor: int
-    weight: int = 0
-    leaf_weight: int = 0
+    __slots__ = ("major", "minor", "weight", "leaf_weight")
+
+    def __init__(self, major: int, minor: int, weight: int = 0, leaf_weight: int = 0) -> None:
+        self.major, self.minor, self.weight, self.leaf_weight = major, minor, weight, leaf_weight
 
 
-@dataclass
 class ThrottleDevice:
-    major: int
-    minor: int
-    rate: int
+    __slots__ = ("major", "minor", "rate")
+
+    def __init__(self, major: int, minor: int, rate: int) -> None:
+        self.major, self.minor, self.rate = major, minor, rate
 
 
-@dataclass
 class Resources:
+    """Validated resources; class attributes are the "unset" defaults (plain class, cheap import)."""
+
     memory_limit: int = 0
     memory_reservation: int = 0
     memory_swap: int = 0
@@ -67,27 +65,42 @@ class Resources:
     pids_limit: int | None = None
     blkio_weight: int = 0
     blkio_leaf_weight: int = 0
-    weight_devices: list[WeightDevice] = field(default_factory=list)
-    throttle: dict[str, list[ThrottleDevice]] = field(default_factory=dict)  # key: rbps/wbps/riops/wiops
-    hugepages: list[tuple[str, int]] = field(default_factory=list)
     devices: list[devmod.Rule] | None = None
     unified: dict[str, str] | None = None
-    ignored: list[str] = field(default_factory=list)  # fields we accept but do not apply
+
+    def __init__(self) -> None:
+        self.weight_devices: list[WeightDevice] = []
+        self.throttle: dict[str, list[ThrottleDevice]] = {}  # key: rbps/wbps/riops/wiops
+        self.hugepages: list[tuple[str, int]] = []
+        self.ignored: list[str] = []  # fields we accept but do not apply
 
     def wants_memory(self) -> bool:
-        return bool(self.memory_limit or self.memory_reservation or self.memory_swap
-                    or self.swappiness is not None or self.disable_oom_killer)
+        return bool(
+            self.memory_limit
+            or self.memory_reservation
+            or self.memory_swap
+            or self.swappiness is not None
+            or self.disable_oom_killer
+        )
 
     def wants_cpu(self) -> bool:
-        return bool(self.cpu_shares or self.cpu_quota or self.cpu_period or self.cpu_burst is not None
-                    or self.rt_runtime or self.rt_period or self.cpu_idle is not None)
+        return bool(
+            self.cpu_shares
+            or self.cpu_quota
+            or self.cpu_period
+            or self.cpu_burst is not None
+            or self.rt_runtime
+            or self.rt_period
+            or self.cpu_idle is not None
+        )
 
     def wants_cpuset(self) -> bool:
         return bool(self.cpus or self.mems)
 
     def wants_blkio(self) -> bool:
-        return bool(self.blkio_weight or self.blkio_leaf_weight or self.weight_devices
-                    or any(self.throttle.values()))
+        return bool(
+            self.blkio_weight or self.blkio_leaf_weight or self.weight_devices or any(self.throttle.values())
+        )
 
 
 def _obj(parent: dict, key: str) -> dict:
@@ -133,7 +146,9 @@ def _parse_memory(mem: dict, r: Resources) -> None:
         v = _int(mem, key, w)
         if v is not None:
             setattr(r, attr, v)
-            r.ignored.append(f"memory.{key} is ignored: kernel memory limits are deprecated (runc ignores them too)")
+            r.ignored.append(
+                f"memory.{key} is ignored: kernel memory limits are deprecated (runc ignores them too)"
+            )
     sw = mem.get("swappiness")
     if sw is not None:
         if isinstance(sw, bool) or not isinstance(sw, int):
@@ -143,14 +158,19 @@ def _parse_memory(mem: dict, r: Resources) -> None:
             if not 0 <= sw <= 100:
                 raise InvalidArgument(f"invalid memory swappiness value: {sw} (valid range is 0-100)")
             r.swappiness = sw
-    for key, attr in (("disableOOMKiller", "disable_oom_killer"), ("checkBeforeUpdate", "check_before_update")):
+    for key, attr in (
+        ("disableOOMKiller", "disable_oom_killer"),
+        ("checkBeforeUpdate", "check_before_update"),
+    ):
         v = mem.get(key)
         if v is not None:
             if not isinstance(v, bool):
                 raise InvalidArgument(f"memory.{key} must be a boolean")
             setattr(r, attr, v)
     if mem.get("useHierarchy") is not None:
-        r.ignored.append("memory.useHierarchy is ignored: hierarchical accounting is always on in current kernels")
+        r.ignored.append(
+            "memory.useHierarchy is ignored: hierarchical accounting is always on in current kernels"
+        )
 
 
 def _parse_cpu(cpu: dict, r: Resources) -> None:
@@ -164,7 +184,9 @@ def _parse_cpu(cpu: dict, r: Resources) -> None:
     r.cpu_shares = shares
     quota = _int(cpu, "quota", w) or 0
     if quota < -1:
-        raise InvalidArgument(f"cpu.quota must be -1 (unlimited) or a positive number of microseconds, got {quota}")
+        raise InvalidArgument(
+            f"cpu.quota must be -1 (unlimited) or a positive number of microseconds, got {quota}"
+        )
     if 0 < quota < 1000:
         raise InvalidArgument(f"cpu.quota must be at least 1000 microseconds, got {quota}")
     r.cpu_quota = quota
@@ -211,7 +233,9 @@ def _parse_blkio(bio: dict, r: Resources) -> None:
     for i, entry in enumerate(bio.get("weightDevice") or []):
         where = f"blockIO.weightDevice[{i}]"
         major, minor, e = _device_numbers(entry, where)
-        wd = WeightDevice(major, minor, _int(e, "weight", where, 0, 1000) or 0, _int(e, "leafWeight", where, 0, 1000) or 0)
+        wd = WeightDevice(
+            major, minor, _int(e, "weight", where, 0, 1000) or 0, _int(e, "leafWeight", where, 0, 1000) or 0
+        )
         for val in (wd.weight, wd.leaf_weight):
             if val and val < 10:
                 raise InvalidArgument(f"{where} weights must be between 10 and 1000, got {val}")
@@ -240,7 +264,9 @@ def _parse_hugepages(items: object, r: Resources, sizes: list[str] | None) -> No
         if not isinstance(size, str) or not size:
             raise InvalidArgument(f"{where}.pageSize is required")
         if sizes is not None and size not in sizes:
-            raise InvalidArgument(f"{where}: page size {size!r} is not supported here (have {', '.join(sizes) or 'none'})")
+            raise InvalidArgument(
+                f"{where}: page size {size!r} is not supported here (have {', '.join(sizes) or 'none'})"
+            )
         limit = _int(entry, "limit", where, lo=0)
         if limit is None:
             raise InvalidArgument(f"{where}.limit is required")
@@ -266,7 +292,9 @@ def parse(obj: object, hugepage_sizes: list[str] | None = None) -> Resources:
         r.devices = devmod.parse_rules(obj["devices"])
     uni = obj.get("unified")
     if uni is not None:
-        if not isinstance(uni, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in uni.items()):
+        if not isinstance(uni, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in uni.items()
+        ):
             raise InvalidArgument("linux.resources.unified must map file names to strings")
         for k in uni:
             if "/" in k or k in ("", ".", ".."):

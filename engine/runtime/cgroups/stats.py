@@ -12,54 +12,74 @@ Also here: parsers for the v1 blkio stat lines, which both blkio and the v1 mana
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
-
-@dataclass
 class MemoryData:
-    usage: int = 0
-    max_usage: int = 0
-    failcnt: int = 0
-    limit: int = 0
+    __slots__ = ("usage", "max_usage", "failcnt", "limit")
+
+    def __init__(self, usage: int = 0, max_usage: int = 0, failcnt: int = 0, limit: int = 0) -> None:
+        self.usage, self.max_usage, self.failcnt, self.limit = usage, max_usage, failcnt, limit
 
 
-@dataclass
 class BlkioEntry:
-    major: int
-    minor: int
-    op: str
-    value: int
+    __slots__ = ("major", "minor", "op", "value")
+
+    def __init__(self, major: int, minor: int, op: str, value: int) -> None:
+        self.major, self.minor, self.op, self.value = major, minor, op, value
 
 
-@dataclass
 class Stats:
+    """Collected numbers; class attributes are zero defaults, containers are made per instance."""
+
     cpu_total: int = 0
-    cpu_percpu: list[int] = field(default_factory=list)
-    cpu_percpu_kernel: list[int] = field(default_factory=list)
-    cpu_percpu_user: list[int] = field(default_factory=list)
     cpu_kernel: int = 0
     cpu_user: int = 0
     throttle_periods: int = 0
     throttle_throttled_periods: int = 0
     throttle_throttled_time: int = 0
-    cpuset: dict = field(default_factory=dict)
     memory_cache: int = 0
-    memory_usage: MemoryData = field(default_factory=MemoryData)
-    memory_swap: MemoryData = field(default_factory=MemoryData)
-    memory_kernel: MemoryData = field(default_factory=MemoryData)
-    memory_kernel_tcp: MemoryData = field(default_factory=MemoryData)
-    memory_raw: dict[str, int] = field(default_factory=dict)
     pids_current: int = 0
     pids_limit: int = 0
-    blkio: dict[str, list[BlkioEntry]] = field(default_factory=dict)  # runc JSON key -> entries
-    hugetlb: dict[str, dict[str, int]] = field(default_factory=dict)  # size -> usage/max/failcnt
+
+    def __init__(self, **values: object) -> None:
+        self.cpu_percpu: list[int] = []
+        self.cpu_percpu_kernel: list[int] = []
+        self.cpu_percpu_user: list[int] = []
+        self.cpuset: dict = {}
+        self.memory_usage = MemoryData()
+        self.memory_swap = MemoryData()
+        self.memory_kernel = MemoryData()
+        self.memory_kernel_tcp = MemoryData()
+        self.memory_raw: dict[str, int] = {}
+        self.blkio: dict[str, list[BlkioEntry]] = {}  # runc JSON key -> entries
+        self.hugetlb: dict[str, dict[str, int]] = {}  # size -> usage/max/failcnt
+        for key, value in values.items():
+            if not hasattr(self, key):
+                raise TypeError(f"unknown stats field {key}")
+            setattr(self, key, value)
 
 
-CPUSET_FIELDS = ("cpu_exclusive", "mem_hardwall", "mem_exclusive", "memory_migrate", "memory_spread_page",
-                 "memory_spread_slab", "memory_pressure", "sched_load_balance", "sched_relax_domain_level")
+CPUSET_FIELDS = (
+    "cpu_exclusive",
+    "mem_hardwall",
+    "mem_exclusive",
+    "memory_migrate",
+    "memory_spread_page",
+    "memory_spread_slab",
+    "memory_pressure",
+    "sched_load_balance",
+    "sched_relax_domain_level",
+)
 
-BLKIO_KEYS = ("ioServiceBytesRecursive", "ioServicedRecursive", "ioQueueRecursive", "ioServiceTimeRecursive",
-              "ioWaitTimeRecursive", "ioMergedRecursive", "ioTimeRecursive", "sectorsRecursive")
+BLKIO_KEYS = (
+    "ioServiceBytesRecursive",
+    "ioServicedRecursive",
+    "ioQueueRecursive",
+    "ioServiceTimeRecursive",
+    "ioWaitTimeRecursive",
+    "ioMergedRecursive",
+    "ioTimeRecursive",
+    "sectorsRecursive",
+)
 
 
 def _omitempty(d: dict) -> dict:
@@ -81,14 +101,25 @@ def _mem_entry(m: MemoryData) -> dict | None:
 def to_runc_json(s: Stats) -> dict:
     """The dict that json.dumps() turns into runc's stats JSON."""
     cpu: dict = {}
-    usage = _omitempty({"total": s.cpu_total, "percpu": s.cpu_percpu, "percpu_kernel": s.cpu_percpu_kernel,
-                        "percpu_user": s.cpu_percpu_user})
+    usage = _omitempty(
+        {
+            "total": s.cpu_total,
+            "percpu": s.cpu_percpu,
+            "percpu_kernel": s.cpu_percpu_kernel,
+            "percpu_user": s.cpu_percpu_user,
+        }
+    )
     if usage or s.cpu_kernel or s.cpu_user:
         usage["kernel"] = s.cpu_kernel
         usage["user"] = s.cpu_user
         cpu["usage"] = usage
-    throttling = _omitempty({"periods": s.throttle_periods, "throttledPeriods": s.throttle_throttled_periods,
-                             "throttledTime": s.throttle_throttled_time})
+    throttling = _omitempty(
+        {
+            "periods": s.throttle_periods,
+            "throttledPeriods": s.throttle_throttled_periods,
+            "throttledTime": s.throttle_throttled_time,
+        }
+    )
     if throttling:
         cpu["throttling"] = throttling
     cpuset: dict = {}
@@ -103,8 +134,12 @@ def to_runc_json(s: Stats) -> dict:
     memory: dict = {}
     if s.memory_cache:
         memory["cache"] = s.memory_cache
-    for key, entry in (("usage", s.memory_usage), ("swap", s.memory_swap), ("kernel", s.memory_kernel),
-                       ("kernelTCP", s.memory_kernel_tcp)):
+    for key, entry in (
+        ("usage", s.memory_usage),
+        ("swap", s.memory_swap),
+        ("kernel", s.memory_kernel),
+        ("kernelTCP", s.memory_kernel_tcp),
+    ):
         e = _mem_entry(entry)
         if e is not None:
             memory[key] = e
@@ -114,10 +149,17 @@ def to_runc_json(s: Stats) -> dict:
     for key in BLKIO_KEYS:
         entries = s.blkio.get(key)
         if entries:
-            blkio[key] = [_omitempty({"major": e.major, "minor": e.minor, "op": e.op, "value": e.value})
-                          for e in entries]
-    hugetlb = {size: {**_omitempty({"usage": h.get("usage", 0), "max": h.get("max", 0)}),
-                      "failcnt": h.get("failcnt", 0)} for size, h in s.hugetlb.items()}
+            blkio[key] = [
+                _omitempty({"major": e.major, "minor": e.minor, "op": e.op, "value": e.value})
+                for e in entries
+            ]
+    hugetlb = {
+        size: {
+            **_omitempty({"usage": h.get("usage", 0), "max": h.get("max", 0)}),
+            "failcnt": h.get("failcnt", 0),
+        }
+        for size, h in s.hugetlb.items()
+    }
     return {
         "cpu": cpu,
         "cpuset": cpuset,
@@ -146,8 +188,12 @@ def parse_blkio_lines(text: str) -> list[BlkioEntry]:
 
 def parse_io_stat(text: str) -> dict[str, list[BlkioEntry]]:
     """v2 io.stat ("254:0 rbytes=1 wbytes=2 rios=3 wios=4 ...") in runc's blkio keys."""
-    names = {"rbytes": ("ioServiceBytesRecursive", "Read"), "wbytes": ("ioServiceBytesRecursive", "Write"),
-             "rios": ("ioServicedRecursive", "Read"), "wios": ("ioServicedRecursive", "Write")}
+    names = {
+        "rbytes": ("ioServiceBytesRecursive", "Read"),
+        "wbytes": ("ioServiceBytesRecursive", "Write"),
+        "rios": ("ioServicedRecursive", "Read"),
+        "wios": ("ioServicedRecursive", "Write"),
+    }
     out: dict[str, list[BlkioEntry]] = {}
     for line in text.splitlines():
         parts = line.split()

@@ -12,11 +12,13 @@ enable hugetlb on this hybrid host.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +40,7 @@ def _need_root():
 def _hierarchy_dirs(path: str) -> list[str]:
     out = []
     seen = set()
-    for m in layout.parse_mountinfo(open("/proc/self/mountinfo").read()):
+    for m in layout.parse_mountinfo(Path("/proc/self/mountinfo").read_text()):
         if m.mountpoint in seen:
             continue
         seen.add(m.mountpoint)
@@ -50,10 +52,8 @@ def _pids_under(d: str) -> list[int]:
     pids = []
     for top, _dirs, files in os.walk(d):
         if "cgroup.procs" in files:
-            try:
-                pids += [int(x) for x in open(os.path.join(top, "cgroup.procs")).read().split()]
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                pids += [int(x) for x in Path(os.path.join(top, "cgroup.procs")).read_text().split()]
     return pids
 
 
@@ -80,10 +80,8 @@ def remove_everywhere(path: str) -> list[str]:
         if not pids:
             break
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.02)
     left = []
     for d in dirs:
@@ -129,11 +127,11 @@ def spawn():
 def unified_subtree():
     root = layout.HYBRID_UNIFIED
     ctl = os.path.join(root, "cgroup.subtree_control")
-    before = set(open(ctl).read().split()) if os.path.exists(ctl) else None
+    before = set(Path(ctl).read_text().split()) if os.path.exists(ctl) else None
     yield root
     if before is None:
         return
-    for c in set(open(ctl).read().split()) - before:
+    for c in set(Path(ctl).read_text().split()) - before:
         try:
             with open(ctl, "w") as f:
                 f.write(f"-{c}")

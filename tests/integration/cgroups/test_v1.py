@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -25,16 +26,16 @@ def read(m, ctrl, name):
 
 
 def proc_cgroups(pid):
-    return layout.parse_proc_cgroup(open(f"/proc/{pid}/cgroup").read())
+    return layout.parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
 
 
 def cpu_ticks(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def test_detect_reports_v1_for_this_layout():
-    root_fs = [ln for ln in open("/proc/self/mountinfo") if " /sys/fs/cgroup " in ln]
+    root_fs = [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines() if " /sys/fs/cgroup " in ln]
     assert root_fs and " - tmpfs " in root_fs[0]
     assert detect() == "v1"
 
@@ -58,14 +59,16 @@ def test_create_in_every_hierarchy_and_destroy(parent):
 def test_set_reads_back(parent, unified_subtree):
     m = open_manager(parent + "/c")
     m.create()
-    warnings = m.set({
-        "memory": {"limit": 64 << 20, "swap": 128 << 20, "reservation": 32 << 20, "swappiness": 10},
-        "cpu": {"shares": 512, "quota": 50000, "period": 200000, "cpus": "0", "mems": "0"},
-        "pids": {"limit": 40},
-        "blockIO": {"weight": 300},
-        "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}],
-        "devices": [{"allow": False, "access": "rwm"}, *DEFAULT_ALLOWED_DEVICES],
-    })
+    warnings = m.set(
+        {
+            "memory": {"limit": 64 << 20, "swap": 128 << 20, "reservation": 32 << 20, "swappiness": 10},
+            "cpu": {"shares": 512, "quota": 50000, "period": 200000, "cpus": "0", "mems": "0"},
+            "pids": {"limit": 40},
+            "blockIO": {"weight": 300},
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}],
+            "devices": [{"allow": False, "access": "rwm"}, *DEFAULT_ALLOWED_DEVICES],
+        }
+    )
     assert read(m, "memory", "memory.limit_in_bytes") == str(64 << 20)
     assert read(m, "memory", "memory.memsw.limit_in_bytes") == str(128 << 20)
     assert read(m, "memory", "memory.soft_limit_in_bytes") == str(32 << 20)
@@ -75,12 +78,27 @@ def test_set_reads_back(parent, unified_subtree):
     assert read(m, "cpu", "cpu.cfs_period_us") == "200000"
     assert read(m, "cpuset", "cpuset.cpus") == "0"
     assert read(m, "pids", "pids.max") == "40"
-    weight_file = "blkio.weight" if os.path.exists(os.path.join(m.paths()["blkio"], "blkio.weight")) \
+    weight_file = (
+        "blkio.weight"
+        if os.path.exists(os.path.join(m.paths()["blkio"], "blkio.weight"))
         else "blkio.bfq.weight"
+    )
     assert read(m, "blkio", weight_file).split()[-1] == "300"
-    assert sorted(read(m, "devices", "devices.list").splitlines()) == sorted([
-        "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:8 rwm", "c 1:7 rwm", "c 5:0 rwm", "c 1:5 rwm", "c 1:9 rwm",
-        "c 136:* rwm", "c 5:2 rwm", "c 10:200 rwm"])
+    assert sorted(read(m, "devices", "devices.list").splitlines()) == sorted(
+        [
+            "c *:* m",
+            "b *:* m",
+            "c 1:3 rwm",
+            "c 1:8 rwm",
+            "c 1:7 rwm",
+            "c 5:0 rwm",
+            "c 1:5 rwm",
+            "c 1:9 rwm",
+            "c 136:* rwm",
+            "c 5:2 rwm",
+            "c 10:200 rwm",
+        ]
+    )
     # hugetlb lives in the cgroup2 tree on this hybrid host
     assert read(m, "", "hugetlb.2MB.max") == str(4 << 20)
     assert warnings == []
@@ -200,7 +218,9 @@ def test_destroy_refuses_while_processes_live(parent, spawn):
     m.create()
     p = spawn(["sleep", "1000"])
     m.add(p.pid)
-    with pytest.raises(FailedPrecondition, match=rf"1 process\(es\) still in it \(pids {p.pid}\); kill them first"):
+    with pytest.raises(
+        FailedPrecondition, match=rf"1 process\(es\) still in it \(pids {p.pid}\); kill them first"
+    ):
         m.destroy()
     assert m.exists()
     p.kill()
@@ -212,8 +232,16 @@ def test_destroy_refuses_while_processes_live(parent, spawn):
 def test_memory_limit_below_usage_is_refused_and_says_why(parent, spawn):
     m = open_manager(parent + "/c")
     m.create()
-    hog = spawn([sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * (40 << 20); "
-                 "print('ok', flush=True); sys.stdin.readline()"], stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+    hog = spawn(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.stdin.readline(); b = b'x' * (40 << 20); "
+            "print('ok', flush=True); sys.stdin.readline()",
+        ],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+    )
     m.add(hog.pid)
     hog.stdin.write(b"go\n")
     hog.stdin.flush()
@@ -221,8 +249,10 @@ def test_memory_limit_below_usage_is_refused_and_says_why(parent, spawn):
     with pytest.raises(FailedPrecondition, match="rejecting memory limit 4096 <= usage"):
         m.set({"memory": {"limit": 4096, "checkBeforeUpdate": True}})
     # without the check the kernel refuses (anonymous memory, no swap to reclaim into)
-    if not open("/proc/swaps").read().strip().count("\n"):
-        with pytest.raises(FailedPrecondition, match=r"unable to set memory limit to 8388608 \(current usage: \d+"):
+    if not Path("/proc/swaps").read_text().strip().count("\n"):
+        with pytest.raises(
+            FailedPrecondition, match=r"unable to set memory limit to 8388608 \(current usage: \d+"
+        ):
             m.set({"memory": {"limit": 8 << 20}})
         assert int(read(m, "memory", "memory.limit_in_bytes")) == UNLIMITED
 
@@ -235,8 +265,10 @@ def test_oom_is_counted_and_signalled(parent, spawn):
     efd = m.oom_event_fd()
     try:
         # start paused, join the cgroup, then allocate far more than the limit
-        hog = spawn([sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * (400 << 20)"],
-                    stdin=subprocess.PIPE)
+        hog = spawn(
+            [sys.executable, "-c", "import sys; sys.stdin.readline(); b = b'x' * (400 << 20)"],
+            stdin=subprocess.PIPE,
+        )
         m.add(hog.pid)
         hog.stdin.write(b"go\n")
         hog.stdin.flush()

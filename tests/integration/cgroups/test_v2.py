@@ -17,6 +17,7 @@ import select
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,7 @@ def read(m, name):
 
 
 def cpu_ticks(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])
 
 
@@ -63,9 +64,9 @@ def test_create_enables_controllers_in_parents_and_destroy(parent, unified_subtr
     m = v2(parent + "/c")
     m.create()
     assert m.exists()
-    root_available = set(open(os.path.join(ROOT, "cgroup.controllers")).read().split())
+    root_available = set(Path(os.path.join(ROOT, "cgroup.controllers")).read_text().split())
     parent_dir = ROOT + parent
-    assert set(open(os.path.join(parent_dir, "cgroup.subtree_control")).read().split()) == root_available
+    assert set(Path(os.path.join(parent_dir, "cgroup.subtree_control")).read_text().split()) == root_available
     assert m.controllers() == root_available
     m.destroy()
     assert not m.exists()
@@ -83,7 +84,7 @@ def test_processes_recursive_and_proc_cgroup(parent, spawn):
     b = spawn(["sleep", "1000"])
     leaf.add(a.pid)
     sub.add(b.pid)
-    assert layout.parse_proc_cgroup(open(f"/proc/{a.pid}/cgroup").read())[""] == parent + "/c/leaf"
+    assert layout.parse_proc_cgroup(Path(f"/proc/{a.pid}/cgroup").read_text())[""] == parent + "/c/leaf"
     assert sorted(m.pids()) == sorted([a.pid, b.pid])
     assert sub.pids() == [b.pid]
     assert leaf.stats()["pids"]["current"] == 1
@@ -167,8 +168,11 @@ def test_resource_controllers_apply_or_refuse_clearly(parent):
     m = v2(parent + "/c")
     m.create()
     have = m.controllers()
-    res = {"memory": {"limit": 64 << 20, "swap": 96 << 20}, "cpu": {"shares": 512, "quota": 20000},
-           "pids": {"limit": 7}}
+    res = {
+        "memory": {"limit": 64 << 20, "swap": 96 << 20},
+        "cpu": {"shares": 512, "quota": 20000},
+        "pids": {"limit": 7},
+    }
     if {"memory", "cpu", "pids"} <= have:
         m.set(res)
         assert read(m, "memory.max") == str(64 << 20)

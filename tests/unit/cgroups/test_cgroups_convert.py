@@ -71,7 +71,12 @@ def test_swap_to_v2_errors(swap, limit, message):
 
 @pytest.mark.parametrize(
     ("quota", "period", "line"),
-    [(50000, 100000, "50000 100000"), (-1, 0, "max 100000"), (0, 2000, "max 2000"), (25000, 0, "25000 100000")],
+    [
+        (50000, 100000, "50000 100000"),
+        (-1, 0, "max 100000"),
+        (0, 2000, "max 2000"),
+        (25000, 0, "25000 100000"),
+    ],
 )
 def test_cpu_max_format(quota, period, line):
     assert convert.cpu_max(quota, period) == line

@@ -9,12 +9,14 @@ NULL = {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
 
 
 def test_rule_rendering():
-    rules = d.parse_rules([
-        {"allow": False, "access": "rwm"},
-        NULL,
-        {"allow": True, "type": "c", "major": 136, "access": "wr"},
-        {"allow": True, "type": "b", "access": "m"},
-    ])
+    rules = d.parse_rules(
+        [
+            {"allow": False, "access": "rwm"},
+            NULL,
+            {"allow": True, "type": "c", "major": 136, "access": "wr"},
+            {"allow": True, "type": "b", "access": "m"},
+        ]
+    )
     assert [r.cgroup_string() for r in rules] == ["a *:* rwm", "c 1:3 rwm", "c 136:* rw", "b *:* m"]
     assert [r.allow for r in rules] == [False, True, True, True]
 
@@ -42,20 +44,32 @@ def test_build_model_default_deny_with_exceptions():
 
 
 def test_deny_after_allow_removes_permissions_exactly():
-    model = d.build_model(d.parse_rules([NULL, {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}]))
+    model = d.build_model(
+        d.parse_rules([NULL, {"allow": False, "type": "c", "major": 1, "minor": 3, "access": "w"}])
+    )
     assert model.exceptions == {("c", 1, 3): "rm"}
 
 
 def test_allow_all_then_deny_is_blacklist():
-    model = d.build_model(d.parse_rules([{"allow": True, "access": "rwm"}, {"allow": False, "type": "b", "major": 8,
-                                                                            "minor": 0, "access": "rw"}]))
+    model = d.build_model(
+        d.parse_rules(
+            [
+                {"allow": True, "access": "rwm"},
+                {"allow": False, "type": "b", "major": 8, "minor": 0, "access": "rw"},
+            ]
+        )
+    )
     assert model.default_allow
     assert model.exceptions == {("b", 8, 0): "rw"}
 
 
 def test_punching_hole_in_wildcard_is_refused():
-    rules = d.parse_rules([{"allow": True, "type": "c", "major": 136, "access": "rwm"},
-                           {"allow": False, "type": "c", "major": 136, "minor": 2, "access": "r"}])
+    rules = d.parse_rules(
+        [
+            {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+            {"allow": False, "type": "c", "major": 136, "minor": 2, "access": "r"},
+        ]
+    )
     with pytest.raises(InvalidArgument, match="punches a hole"):
         d.build_model(rules)
 
@@ -87,7 +101,9 @@ def test_transition_from_allow_all_resets_first():
 
 def test_transition_between_whitelists_is_minimal_and_never_resets():
     current = d.parse_list("c 1:3 rwm\nc 1:5 rwm\n")
-    target = d.build_model(d.parse_rules([NULL, {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "r"}]))
+    target = d.build_model(
+        d.parse_rules([NULL, {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "r"}])
+    )
     steps = current.transition_to(target)
     assert _lines(steps) == [("deny", "c 1:5 rwm"), ("allow", "c 1:9 r")]
 
@@ -98,13 +114,21 @@ def test_transition_to_same_state_is_empty():
 
 
 def test_transition_to_blacklist():
-    target = d.build_model(d.parse_rules([{"allow": True, "access": "rwm"},
-                                          {"allow": False, "type": "b", "major": 8, "minor": 0, "access": "w"}]))
+    target = d.build_model(
+        d.parse_rules(
+            [
+                {"allow": True, "access": "rwm"},
+                {"allow": False, "type": "b", "major": 8, "minor": 0, "access": "w"},
+            ]
+        )
+    )
     steps = d.parse_list("c 1:3 rwm").transition_to(target)
     assert _lines(steps) == [("allow", "a *:* rwm"), ("deny", "b 8:0 w")]
 
 
 def test_transition_partial_permission_change():
     current = d.parse_list("c 1:3 rwm\n")
-    target = d.build_model(d.parse_rules([{"allow": True, "type": "c", "major": 1, "minor": 3, "access": "r"}]))
+    target = d.build_model(
+        d.parse_rules([{"allow": True, "type": "c", "major": 1, "minor": 3, "access": "r"}])
+    )
     assert _lines(current.transition_to(target)) == [("deny", "c 1:3 wm")]

@@ -55,8 +55,15 @@ def test_parse_proc_cgroup():
 
 @pytest.mark.parametrize(
     ("raw", "clean"),
-    [("/engine/abc", "/engine/abc"), ("/engine/../x", "/x"), ("//a//b/", "/a/b"), ("/../../a", "/a"),
-     ("rel/x", "rel/x"), ("../../rel", "rel"), ("a/../../b", "b")],
+    [
+        ("/engine/abc", "/engine/abc"),
+        ("/engine/../x", "/x"),
+        ("//a//b/", "/a/b"),
+        ("/../../a", "/a"),
+        ("rel/x", "rel/x"),
+        ("../../rel", "rel"),
+        ("a/../../b", "b"),
+    ],
 )
 def test_clean_path(raw, clean):
     assert layout.clean_path(raw) == clean

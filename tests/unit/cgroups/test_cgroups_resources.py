@@ -15,21 +15,52 @@ def test_empty_and_none():
 
 
 def test_full_object_parses():
-    r = resources.parse({
-        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 128 << 20, "swappiness": 10,
-                   "disableOOMKiller": True},
-        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0-1", "mems": "0", "idle": 0,
-                "realtimeRuntime": 1000, "realtimePeriod": 100000},
-        "pids": {"limit": 0},
-        "blockIO": {"weight": 300, "weightDevice": [{"major": 8, "minor": 0, "weight": 500}],
-                    "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}]},
-        "hugepageLimits": [{"pageSize": "2MB", "limit": 0}],
-        "devices": [{"allow": False, "access": "rwm"}],
-        "unified": {"memory.high": "max"},
-    }, hugepage_sizes=["2MB", "1GB"])
-    assert (r.memory_limit, r.memory_reservation, r.memory_swap, r.swappiness) == (64 << 20, 32 << 20, 128 << 20, 10)
+    r = resources.parse(
+        {
+            "memory": {
+                "limit": 64 << 20,
+                "reservation": 32 << 20,
+                "swap": 128 << 20,
+                "swappiness": 10,
+                "disableOOMKiller": True,
+            },
+            "cpu": {
+                "shares": 512,
+                "quota": 50000,
+                "period": 100000,
+                "cpus": "0-1",
+                "mems": "0",
+                "idle": 0,
+                "realtimeRuntime": 1000,
+                "realtimePeriod": 100000,
+            },
+            "pids": {"limit": 0},
+            "blockIO": {
+                "weight": 300,
+                "weightDevice": [{"major": 8, "minor": 0, "weight": 500}],
+                "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+            },
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 0}],
+            "devices": [{"allow": False, "access": "rwm"}],
+            "unified": {"memory.high": "max"},
+        },
+        hugepage_sizes=["2MB", "1GB"],
+    )
+    assert (r.memory_limit, r.memory_reservation, r.memory_swap, r.swappiness) == (
+        64 << 20,
+        32 << 20,
+        128 << 20,
+        10,
+    )
     assert r.disable_oom_killer is True
-    assert (r.cpu_shares, r.cpu_quota, r.cpu_period, r.cpus, r.mems, r.cpu_idle) == (512, 50000, 100000, "0-1", "0", 0)
+    assert (r.cpu_shares, r.cpu_quota, r.cpu_period, r.cpus, r.mems, r.cpu_idle) == (
+        512,
+        50000,
+        100000,
+        "0-1",
+        "0",
+        0,
+    )
     assert r.pids_limit == 0
     assert r.blkio_weight == 300 and r.weight_devices[0].weight == 500
     assert r.throttle["rbps"][0].rate == 1048576

@@ -8,6 +8,7 @@ tests/integration/cgroups; here we pin formats, ordering and rollback.
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -20,17 +21,34 @@ from engine.runtime.cgroups.v2 import V2Manager
 UNLIMITED = "9223372036854771712"
 
 V1_FILES = {
-    "memory": {"memory.limit_in_bytes": UNLIMITED, "memory.memsw.limit_in_bytes": UNLIMITED,
-               "memory.soft_limit_in_bytes": UNLIMITED, "memory.swappiness": "60",
-               "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
-               "memory.usage_in_bytes": "4096", "memory.max_usage_in_bytes": "8192"},
-    "cpu": {"cpu.shares": "1024", "cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": "-1",
-            "cpu.cfs_burst_us": "0", "cpu.idle": "0", "cpu.rt_period_us": "1000000", "cpu.rt_runtime_us": "0"},
+    "memory": {
+        "memory.limit_in_bytes": UNLIMITED,
+        "memory.memsw.limit_in_bytes": UNLIMITED,
+        "memory.soft_limit_in_bytes": UNLIMITED,
+        "memory.swappiness": "60",
+        "memory.oom_control": "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+        "memory.usage_in_bytes": "4096",
+        "memory.max_usage_in_bytes": "8192",
+    },
+    "cpu": {
+        "cpu.shares": "1024",
+        "cpu.cfs_period_us": "100000",
+        "cpu.cfs_quota_us": "-1",
+        "cpu.cfs_burst_us": "0",
+        "cpu.idle": "0",
+        "cpu.rt_period_us": "1000000",
+        "cpu.rt_runtime_us": "0",
+    },
     "cpuset": {"cpuset.cpus": "0-1", "cpuset.mems": "0"},
     "pids": {"pids.max": "max"},
-    "blkio": {"blkio.bfq.weight": "100", "blkio.bfq.weight_device": "",
-              "blkio.throttle.read_bps_device": "", "blkio.throttle.write_bps_device": "",
-              "blkio.throttle.read_iops_device": "", "blkio.throttle.write_iops_device": ""},
+    "blkio": {
+        "blkio.bfq.weight": "100",
+        "blkio.bfq.weight_device": "",
+        "blkio.throttle.read_bps_device": "",
+        "blkio.throttle.write_bps_device": "",
+        "blkio.throttle.read_iops_device": "",
+        "blkio.throttle.write_iops_device": "",
+    },
     "devices": {"devices.list": "a *:* rwm\n", "devices.allow": "", "devices.deny": ""},
     "freezer": {"freezer.state": "THAWED"},
 }
@@ -84,8 +102,11 @@ def _read(m, ctrl, name):
 def test_v1_memory_lower_limit_written_before_swap(v1, record):
     m = v1()
     m.set({"memory": {"limit": 64 << 20, "swap": 128 << 20, "reservation": 32 << 20}})
-    assert record == [("memory.limit_in_bytes", str(64 << 20)), ("memory.memsw.limit_in_bytes", str(128 << 20)),
-                      ("memory.soft_limit_in_bytes", str(32 << 20))]
+    assert record == [
+        ("memory.limit_in_bytes", str(64 << 20)),
+        ("memory.memsw.limit_in_bytes", str(128 << 20)),
+        ("memory.soft_limit_in_bytes", str(32 << 20)),
+    ]
 
 
 def test_v1_memory_raising_writes_swap_first(v1, record):
@@ -102,21 +123,34 @@ def test_v1_unlimited_memory_also_unlimits_swap(v1, record):
 
 def test_v1_cpu_pids_cpuset_blkio_values(v1, record):
     m = v1()
-    warnings = m.set({
-        "cpu": {"shares": 512, "quota": 50000, "period": 200000, "cpus": "1", "mems": "0", "idle": 0},
-        "pids": {"limit": 32},
-        "blockIO": {"weight": 300, "leafWeight": 200, "weightDevice": [{"major": 8, "minor": 0, "weight": 500}],
-                    "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
-                    "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 100}]},
-        "memory": {"swappiness": 10, "disableOOMKiller": True},
-    })
+    warnings = m.set(
+        {
+            "cpu": {"shares": 512, "quota": 50000, "period": 200000, "cpus": "1", "mems": "0", "idle": 0},
+            "pids": {"limit": 32},
+            "blockIO": {
+                "weight": 300,
+                "leafWeight": 200,
+                "weightDevice": [{"major": 8, "minor": 0, "weight": 500}],
+                "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 100}],
+            },
+            "memory": {"swappiness": 10, "disableOOMKiller": True},
+        }
+    )
     assert record == [
-        ("cpuset.cpus", "1"), ("cpuset.mems", "0"),
-        ("memory.oom_control", "1"), ("memory.swappiness", "10"),
-        ("cpu.shares", "512"), ("cpu.cfs_period_us", "200000"), ("cpu.cfs_quota_us", "50000"), ("cpu.idle", "0"),
+        ("cpuset.cpus", "1"),
+        ("cpuset.mems", "0"),
+        ("memory.oom_control", "1"),
+        ("memory.swappiness", "10"),
+        ("cpu.shares", "512"),
+        ("cpu.cfs_period_us", "200000"),
+        ("cpu.cfs_quota_us", "50000"),
+        ("cpu.idle", "0"),
         ("pids.max", "32"),
-        ("blkio.bfq.weight", "300"), ("blkio.bfq.weight_device", "8:0 500"),
-        ("blkio.throttle.read_bps_device", "8:0 1048576"), ("blkio.throttle.write_iops_device", "8:16 100"),
+        ("blkio.bfq.weight", "300"),
+        ("blkio.bfq.weight_device", "8:0 500"),
+        ("blkio.throttle.read_bps_device", "8:0 1048576"),
+        ("blkio.throttle.write_iops_device", "8:16 100"),
     ]
     assert any("leafWeight is not enforced" in w for w in warnings)
 
@@ -126,16 +160,27 @@ def test_v1_devices_from_allow_all_to_whitelist(v1, record):
     # the fake devices.list does not change when written, so the read-back check fails:
     # that the check exists and speaks is part of what this pins down
     with pytest.raises(EngineError, match="does not match the requested rules"):
-        m.set({"devices": [{"allow": False, "access": "rwm"},
-                           {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]})
+        m.set(
+            {
+                "devices": [
+                    {"allow": False, "access": "rwm"},
+                    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                ]
+            }
+        )
     assert record == [("devices.deny", "a *:* rwm"), ("devices.allow", "c 1:3 rwm")]
 
 
 def test_v1_rollback_restores_earlier_controllers(v1, record):
     m = v1({"cpu": {"cpu.cfs_quota_us": None}})
     with pytest.raises(EngineError) as info:
-        m.set({"memory": {"limit": 64 << 20, "swap": 64 << 20}, "pids": {"limit": 5},
-               "cpu": {"shares": 256, "quota": 20000}})
+        m.set(
+            {
+                "memory": {"limit": 64 << 20, "swap": 64 << 20},
+                "pids": {"limit": 5},
+                "cpu": {"shares": 256, "quota": 20000},
+            }
+        )
     assert "rolled back 3 earlier write(s)" in str(info.value)
     assert _read(m, "memory", "memory.limit_in_bytes") == UNLIMITED
     assert _read(m, "memory", "memory.memsw.limit_in_bytes") == UNLIMITED
@@ -146,9 +191,15 @@ def test_v1_rollback_restores_earlier_controllers(v1, record):
 def test_v1_rollback_names_files_it_cannot_restore(v1, record):
     m = v1({"blkio": {"blkio.throttle.write_bps_device": None}})
     with pytest.raises(EngineError, match=re.escape("could not restore: blkio.throttle.read_bps_device")):
-        m.set({"pids": {"limit": 9},
-               "blockIO": {"throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 10}],
-                           "throttleWriteBpsDevice": [{"major": 8, "minor": 0, "rate": 10}]}})
+        m.set(
+            {
+                "pids": {"limit": 9},
+                "blockIO": {
+                    "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 10}],
+                    "throttleWriteBpsDevice": [{"major": 8, "minor": 0, "rate": 10}],
+                },
+            }
+        )
     assert _read(m, "pids", "pids.max") == "max"
 
 
@@ -174,10 +225,20 @@ def test_v1_missing_controller_is_a_clear_error(tmp_path, record):
 
 V2_FILES = {
     "cgroup.controllers": "cpuset cpu io memory hugetlb pids",
-    "cpu.weight": "100", "cpu.max": "max 100000", "cpu.max.burst": "0", "cpu.idle": "0",
-    "memory.max": "max", "memory.swap.max": "max", "memory.low": "0", "memory.current": "4096",
-    "io.weight": "default 100", "io.max": "",
-    "pids.max": "max", "cpuset.cpus": "", "cpuset.mems": "", "memory.high": "max",
+    "cpu.weight": "100",
+    "cpu.max": "max 100000",
+    "cpu.max.burst": "0",
+    "cpu.idle": "0",
+    "memory.max": "max",
+    "memory.swap.max": "max",
+    "memory.low": "0",
+    "memory.current": "4096",
+    "io.weight": "default 100",
+    "io.max": "",
+    "pids.max": "max",
+    "cpuset.cpus": "",
+    "cpuset.mems": "",
+    "memory.high": "max",
 }
 
 
@@ -196,20 +257,30 @@ def v2(tmp_path):
 
 def test_v2_converted_values(v2, record):
     m = v2()
-    warnings = m.set({
-        "memory": {"limit": 64 << 20, "swap": 96 << 20, "reservation": 16 << 20, "swappiness": 5},
-        "cpu": {"shares": 1024, "quota": 50000, "cpus": "0", "realtimeRuntime": 100},
-        "pids": {"limit": 0},
-        "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
-                    "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 7}]},
-        "devices": [{"allow": False, "access": "rwm"}],
-        "unified": {"memory.high": "1073741824"},
-    })
+    warnings = m.set(
+        {
+            "memory": {"limit": 64 << 20, "swap": 96 << 20, "reservation": 16 << 20, "swappiness": 5},
+            "cpu": {"shares": 1024, "quota": 50000, "cpus": "0", "realtimeRuntime": 100},
+            "pids": {"limit": 0},
+            "blockIO": {
+                "weight": 500,
+                "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+                "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 7}],
+            },
+            "devices": [{"allow": False, "access": "rwm"}],
+            "unified": {"memory.high": "1073741824"},
+        }
+    )
     assert record == [
         ("pids.max", "0"),
-        ("memory.swap.max", str(32 << 20)), ("memory.max", str(64 << 20)), ("memory.low", str(16 << 20)),
-        ("io.weight", "4950"), ("io.max", "8:0 rbps=1048576"), ("io.max", "8:0 wiops=7"),
-        ("cpu.weight", "100"), ("cpu.max", "50000 100000"),
+        ("memory.swap.max", str(32 << 20)),
+        ("memory.max", str(64 << 20)),
+        ("memory.low", str(16 << 20)),
+        ("io.weight", "4950"),
+        ("io.max", "8:0 rbps=1048576"),
+        ("io.max", "8:0 wiops=7"),
+        ("cpu.weight", "100"),
+        ("cpu.max", "50000 100000"),
         ("cpuset.cpus", "0"),
         ("memory.high", "1073741824"),
     ]
@@ -223,8 +294,12 @@ def test_v2_swap_equal_to_limit_means_no_swap_and_unlimited_means_max(v2, record
     m = v2()
     m.set({"memory": {"limit": 1 << 30, "swap": 1 << 30}})
     m.set({"memory": {"limit": -1}})
-    assert record == [("memory.swap.max", "0"), ("memory.max", str(1 << 30)),
-                      ("memory.swap.max", "max"), ("memory.max", "max")]
+    assert record == [
+        ("memory.swap.max", "0"),
+        ("memory.max", str(1 << 30)),
+        ("memory.swap.max", "max"),
+        ("memory.max", "max"),
+    ]
 
 
 def test_v2_period_only_keeps_quota_max(v2, record):
@@ -250,5 +325,5 @@ def test_v2_rollback(v2, record):
     with pytest.raises(EngineError, match="rolled back 2 earlier write"):
         m.set({"memory": {"limit": 1 << 30}, "cpu": {"shares": 2, "quota": 10000}})
     d = m.paths()[""]
-    assert open(os.path.join(d, "memory.max")).read().strip() == "max"
-    assert open(os.path.join(d, "cpu.weight")).read().strip() == "100"
+    assert Path(os.path.join(d, "memory.max")).read_text().strip() == "max"
+    assert Path(os.path.join(d, "cpu.weight")).read_text().strip() == "100"

@@ -20,12 +20,13 @@ blkio, hugetlb, devices, freezer).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument
 
-from .. import layout as det
 from .. import fs, notify
+from .. import layout as det
 from .. import resources as resmod
 from ..base import CgroupManager
 from ..stats import Stats, to_runc_json
@@ -41,8 +42,13 @@ def _optional(name: str) -> bool:
 class V1Manager(CgroupManager):
     version = "v1"
 
-    def __init__(self, path: str, mounts: list[det.Mount] | None = None,
-                 unified: det.Mount | None = None, own: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        mounts: list[det.Mount] | None = None,
+        unified: det.Mount | None = None,
+        own: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(path)
         if mounts is None:
             mounts = det.v1_mounts()
@@ -108,8 +114,10 @@ class V1Manager(CgroupManager):
     # lifecycle -----------------------------------------------------------------------
     def create(self) -> None:
         if "devices" not in self._dirs:
-            raise FailedPrecondition("the devices cgroup controller is not mounted; refusing to create a cgroup "
-                                     "without device access control")
+            raise FailedPrecondition(
+                "the devices cgroup controller is not mounted; refusing to create a cgroup "
+                "without device access control"
+            )
         made: list[str] = []
         try:
             for name, d in self._unique():
@@ -148,10 +156,8 @@ class V1Manager(CgroupManager):
     @staticmethod
     def _undo(made: list[str]) -> None:
         for p in reversed(made):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(p)
-            except OSError:
-                pass
 
     def exists(self) -> bool:
         return os.path.isdir(self._primary)
@@ -159,8 +165,10 @@ class V1Manager(CgroupManager):
     def destroy(self) -> None:
         live = self.pids() if self.exists() else []
         if live:
-            raise FailedPrecondition(f"destroy cgroup {self.path}: {len(live)} process(es) still in it "
-                                     f"(pids {', '.join(map(str, live[:8]))}); kill them first")
+            raise FailedPrecondition(
+                f"destroy cgroup {self.path}: {len(live)} process(es) still in it "
+                f"(pids {', '.join(map(str, live[:8]))}); kill them first"
+            )
         errors = []
         for name, d in self._unique():
             try:
@@ -187,8 +195,14 @@ class V1Manager(CgroupManager):
         r = resmod.parse(resources, det.hugepage_sizes())
         if r.unified:
             raise InvalidArgument("invalid configuration: cannot use unified resources on cgroup v1")
-        needs = [("cpuset", r.wants_cpuset()), ("devices", r.devices is not None), ("memory", r.wants_memory()),
-                 ("cpu", r.wants_cpu()), ("pids", r.pids_limit is not None), ("blkio", r.wants_blkio())]
+        needs = [
+            ("cpuset", r.wants_cpuset()),
+            ("devices", r.devices is not None),
+            ("memory", r.wants_memory()),
+            ("cpu", r.wants_cpu()),
+            ("pids", r.pids_limit is not None),
+            ("blkio", r.wants_blkio()),
+        ]
         for controller, wanted in needs:
             if wanted:
                 self._dir(controller, f"set {controller} resources")
@@ -204,9 +218,8 @@ class V1Manager(CgroupManager):
                 cpuset.apply(w, self._dirs["cpuset"], r)
             if r.devices is not None:
                 devices.apply(w, self._dirs["devices"], r)
-            if r.wants_memory() or r.check_before_update:
-                if "memory" in self._dirs:
-                    memory.apply(w, self._dirs["memory"], r)
+            if (r.wants_memory() or r.check_before_update) and "memory" in self._dirs:
+                memory.apply(w, self._dirs["memory"], r)
             if r.wants_cpu():
                 cpu.apply(w, self._dirs["cpu"], r)
             if r.pids_limit is not None:
@@ -226,8 +239,14 @@ class V1Manager(CgroupManager):
     def stats(self) -> dict:
         s = Stats()
         d = self._dirs.get
-        for name, fn in (("cpu", cpu.stats), ("cpuacct", cpuacct.stats), ("cpuset", cpuset.stats),
-                         ("memory", memory.stats), ("pids", pids.stats), ("blkio", blkio.stats)):
+        for name, fn in (
+            ("cpu", cpu.stats),
+            ("cpuacct", cpuacct.stats),
+            ("cpuset", cpuset.stats),
+            ("memory", memory.stats),
+            ("pids", pids.stats),
+            ("blkio", blkio.stats),
+        ):
             path = d(name)
             if path is not None and os.path.isdir(path):
                 fn(path, s)

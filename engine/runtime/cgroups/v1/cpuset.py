@@ -7,6 +7,7 @@ mount root down and copies the parent's values into any level that is still empt
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .. import fs
@@ -21,10 +22,8 @@ def ensure(mount: str, d: str) -> None:
     cur = mount
     for part in [] if rel == "." else rel.split(os.sep):
         parent, cur = cur, os.path.join(cur, part)
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(cur, 0o755)
-        except FileExistsError:
-            pass
         for name in ("cpuset.cpus", "cpuset.mems"):
             if not fs.read(cur, name).strip():
                 fs.write(cur, name, fs.read(parent, name).strip())

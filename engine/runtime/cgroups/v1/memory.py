@@ -79,7 +79,11 @@ def _data(d: str, prefix: str) -> MemoryData:
     if usage is None:
         return MemoryData()
     m = MemoryData(usage=fs.parse_uint(usage))
-    for attr, suffix in (("max_usage", "max_usage_in_bytes"), ("failcnt", "failcnt"), ("limit", "limit_in_bytes")):
+    for attr, suffix in (
+        ("max_usage", "max_usage_in_bytes"),
+        ("failcnt", "failcnt"),
+        ("limit", "limit_in_bytes"),
+    ):
         text = fs.read_opt(d, f"{prefix}.{suffix}")
         if text is not None:
             setattr(m, attr, fs.parse_uint(text))

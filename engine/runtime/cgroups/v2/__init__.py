@@ -15,18 +15,20 @@ memory.swappiness, memory.disableOOMKiller, realtime cpu, blkio leaf weights.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 
 from engine.errors import EngineError, FailedPrecondition
 
-from .. import layout as det
 from .. import fs, notify
+from .. import layout as det
 from .. import resources as resmod
 from ..base import CgroupManager
 from ..stats import Stats, to_runc_json
 from . import cpu, cpuset, devices, freezer, hugetlb, io, memory, pids, unified
+
 
 class V2Manager(CgroupManager):
     version = "v2"
@@ -57,10 +59,8 @@ class V2Manager(CgroupManager):
                     pass
         except OSError as err:
             for p in reversed(made):
-                try:
+                with contextlib.suppress(OSError):
                     os.rmdir(p)
-                except OSError:
-                    pass
             raise EngineError(f"create cgroup {self.path}: {(err.strerror or str(err)).lower()}") from err
 
     @staticmethod
@@ -85,8 +85,10 @@ class V2Manager(CgroupManager):
     def destroy(self) -> None:
         live = self.pids() if self.exists() else []
         if live:
-            raise FailedPrecondition(f"destroy cgroup {self.path}: {len(live)} process(es) still in it "
-                                     f"(pids {', '.join(map(str, live[:8]))}); kill them first")
+            raise FailedPrecondition(
+                f"destroy cgroup {self.path}: {len(live)} process(es) still in it "
+                f"(pids {', '.join(map(str, live[:8]))}); kill them first"
+            )
         try:
             fs.rmdir_tree(self.dir)
         except EngineError as err:
@@ -97,8 +99,10 @@ class V2Manager(CgroupManager):
             fs.write_pid(self.dir, pid)
         except FailedPrecondition as err:
             if (fs.read_opt(self.dir, "cgroup.subtree_control") or "").strip():
-                raise FailedPrecondition(f"{err} (cgroup v2 \"no internal processes\" rule: {self.path} enables "
-                                         f"controllers for its children, so processes must go into a leaf)") from err
+                raise FailedPrecondition(
+                    f'{err} (cgroup v2 "no internal processes" rule: {self.path} enables '
+                    f"controllers for its children, so processes must go into a leaf)"
+                ) from err
             raise
 
     def paths(self) -> dict[str, str]:
@@ -111,9 +115,14 @@ class V2Manager(CgroupManager):
     def set(self, resources: dict | None) -> list[str]:
         r = resmod.parse(resources, det.hugepage_sizes())
         have = self.controllers()
-        needs = [("memory", r.memory_limit or r.memory_swap or r.memory_reservation), ("cpu", r.wants_cpu()),
-                 ("cpuset", r.wants_cpuset()), ("pids", r.pids_limit is not None), ("io", r.wants_blkio()),
-                 ("hugetlb", bool(r.hugepages))]
+        needs = [
+            ("memory", r.memory_limit or r.memory_swap or r.memory_reservation),
+            ("cpu", r.wants_cpu()),
+            ("cpuset", r.wants_cpuset()),
+            ("pids", r.pids_limit is not None),
+            ("io", r.wants_blkio()),
+            ("hugetlb", bool(r.hugepages)),
+        ]
         for controller, wanted in needs:
             if wanted and controller not in have:
                 raise FailedPrecondition(
@@ -189,12 +198,15 @@ class V2Manager(CgroupManager):
     # oom -----------------------------------------------------------------------------
     def oom_kill_count(self) -> int:
         if not fs.exists(self.dir, "memory.events"):
-            raise FailedPrecondition(f"cannot read oom kills: the memory controller is not enabled for {self.dir}")
+            raise FailedPrecondition(
+                f"cannot read oom kills: the memory controller is not enabled for {self.dir}"
+            )
         return memory.oom_kill_count(self.dir)
 
     def oom_event_fd(self) -> int:
         path = os.path.join(self.dir, "memory.events")
         if not os.path.exists(path):
-            raise FailedPrecondition(f"cannot watch for oom: the memory controller is not enabled for {self.dir}")
+            raise FailedPrecondition(
+                f"cannot watch for oom: the memory controller is not enabled for {self.dir}"
+            )
         return notify.inotify_fd(path)
-

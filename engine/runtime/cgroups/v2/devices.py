@@ -21,5 +21,7 @@ def apply(w: fs.Writer, d: str, r: Resources) -> None:
     model = devmod.build_model(r.devices)
     if model.default_allow and not model.exceptions:
         return
-    w.warn("device cgroup rules are not enforced on cgroup v2 (needs a BPF_CGROUP_DEVICE program, "
-           "not implemented): the container may open any device node present in its /dev")
+    w.warn(
+        "device cgroup rules are not enforced on cgroup v2 (needs a BPF_CGROUP_DEVICE program, "
+        "not implemented): the container may open any device node present in its /dev"
+    )

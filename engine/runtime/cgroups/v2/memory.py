@@ -34,9 +34,11 @@ def apply(w: fs.Writer, d: str, r: Resources) -> None:
         if value:
             try:
                 w.write(d, "memory.swap.max", value)
-            except Unimplemented:
+            except Unimplemented as err:
                 if value not in ("max", "0"):
-                    raise FailedPrecondition("cannot set swap limit: memory.swap.max is missing (no swap accounting)")
+                    raise FailedPrecondition(
+                        "cannot set swap limit: memory.swap.max is missing (no swap accounting)"
+                    ) from err
         if r.memory_limit:
             w.write(d, "memory.max", num_or_max(r.memory_limit))
         if r.memory_reservation:
@@ -44,7 +46,9 @@ def apply(w: fs.Writer, d: str, r: Resources) -> None:
     if r.swappiness is not None:
         w.warn("memory.swappiness is not enforced on cgroup v2 (no per-cgroup swappiness)")
     if r.disable_oom_killer:
-        w.warn("memory.disableOOMKiller is not enforced on cgroup v2 (the OOM killer cannot be disabled per cgroup)")
+        w.warn(
+            "memory.disableOOMKiller is not enforced on cgroup v2 (the OOM killer cannot be disabled per cgroup)"
+        )
 
 
 def _data(d: str, prefix: str) -> MemoryData | None:

@@ -19,7 +19,9 @@ def check(d: str, unified: dict[str, str]) -> None:
     for key in unified:
         controller = key.split(".", 1)[0]
         if controller != "cgroup" and controller not in available and not fs.exists(d, key):
-            raise InvalidArgument(f"unified resource {key!r} can't be set: controller {controller!r} not available")
+            raise InvalidArgument(
+                f"unified resource {key!r} can't be set: controller {controller!r} not available"
+            )
 
 
 def apply(w: fs.Writer, d: str, unified: dict[str, str]) -> None:
