@@ -6,7 +6,8 @@ such registration; ``memory.events`` is a file whose modification the kernel rep
 through inotify/fsnotify, so we return an inotify fd watching it for IN_MODIFY. The
 caller reads the fd when it polls readable (8 bytes for the eventfd, inotify records
 for inotify) and then compares ``oom_kill_count()`` with its last value, because
-memory.events also changes on "high"/"max" events that killed nothing.
+memory.events also changes on "high"/"max" events that killed nothing, and the v1
+eventfd is also signalled once when the cgroup is removed.
 
 Python has os.eventfd but no inotify, so inotify goes through ctypes, imported only
 when a v2 manager asks for it (keeps the runtime CLI's import path small).

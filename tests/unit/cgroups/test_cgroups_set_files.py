@@ -327,3 +327,40 @@ def test_v2_rollback(v2, record):
     d = m.paths()[""]
     assert Path(os.path.join(d, "memory.max")).read_text().strip() == "max"
     assert Path(os.path.join(d, "cpu.weight")).read_text().strip() == "100"
+
+
+def test_v2_stats_from_files(v2):
+    m = v2(
+        {
+            "cpu.stat": "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 4\nnr_throttled 2\n"
+            "throttled_usec 30\n",
+            "memory.stat": "anon 8192\nfile 4096\nkernel 100\n",
+            "memory.current": "12288",
+            "memory.max": "67108864",
+            "memory.peak": "20000",
+            "memory.swap.current": "100",
+            "memory.swap.max": "33554432",
+            "pids.current": "3",
+            "pids.max": "max",
+            "io.stat": "8:0 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n",
+        }
+    )
+    st = m.stats()
+    assert st["cpu"] == {
+        "usage": {"total": 1_500_000, "kernel": 500_000, "user": 1_000_000},
+        "throttling": {"periods": 4, "throttledPeriods": 2, "throttledTime": 30_000},
+    }
+    assert st["memory"]["cache"] == 4096
+    assert st["memory"]["usage"] == {"limit": 67108864, "usage": 12288, "max": 20000, "failcnt": 0}
+    assert st["memory"]["swap"] == {"limit": 67108864 + 33554432, "usage": 12388, "failcnt": 0}
+    assert st["memory"]["raw"] == {"anon": 8192, "file": 4096, "kernel": 100}
+    assert st["pids"] == {"current": 3}
+    assert st["blkio"]["ioServiceBytesRecursive"] == [
+        {"major": 8, "op": "Read", "value": 10},
+        {"major": 8, "op": "Write", "value": 20},
+    ]
+
+
+def test_v2_oom_kill_count_reads_memory_events(v2):
+    m = v2({"memory.events": "low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\n"})
+    assert m.oom_kill_count() == 1
