@@ -93,6 +93,11 @@ _OPS = {
     "SCMP_CMP_MASKED_EQ": 7,
 }
 
+# what this module accepts, for `features` (runtime-spec features.md: linux.seccomp)
+SUPPORTED_ACTIONS: tuple[str, ...] = tuple(sorted({*_FIXED_ACTIONS, *_RET_ACTIONS}))
+SUPPORTED_OPERATORS: tuple[str, ...] = tuple(sorted(_OPS))
+SUPPORTED_FLAGS: tuple[str, ...] = tuple(sorted(_SPEC_FLAGS))
+
 # enum scmp_filter_attr
 _ATTR_CTL_NNP = 3
 _ATTR_CTL_TSYNC = 4
