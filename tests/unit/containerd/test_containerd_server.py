@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from typing import Any
 
 import pytest
 from google.protobuf import any_pb2, empty_pb2, field_mask_pb2, timestamp_pb2
@@ -32,9 +33,8 @@ from engine.api.containerd.gen.containerd.services.namespaces.v1.namespace_grpc 
 from engine.api.containerd.gen.containerd.services.version.v1.version_grpc import VersionStub
 from engine.api.containerd.gen.containerd.types import event_pb2
 
-from .conftest import Api
-
 MD = {"containerd-namespace": "default"}
+Api = Any  # the `api` fixture (conftest.py): .services, .journal, .channel, .socket
 
 
 async def status_of(coro: object) -> tuple[Status, str]:
