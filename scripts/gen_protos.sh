@@ -6,14 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-OUT=engine/api/containerd/gen
-rm -rf "$OUT"
+OUT="${GEN_OUT:-engine/api/containerd/gen}"  # GEN_OUT: generate elsewhere (the freshness test)
+# clear only what a previous run generated (python files and caches), never anything else
+if [ -d "$OUT" ]; then
+    find "$OUT" \( -name '*.py' -o -name '*.pyi' -o -name '*.pyc' \) -type f -delete
+    find "$OUT" -depth -type d \( -name __pycache__ -o -empty \) -exec rmdir {} + 2>/dev/null || true
+fi
 mkdir -p "$OUT"
+OUT_ABS="$(realpath "$OUT")"
 mapfile -t PROTOS < <(cd proto && find . -name '*.proto' | sed 's|^\./||' | sort)
 (cd proto && ../"$PY" -m grpc_tools.protoc -I . \
-    --python_out=../"$OUT" --pyi_out=../"$OUT" \
+    --python_out="$OUT_ABS" --pyi_out="$OUT_ABS" \
     --plugin=protoc-gen-grpclib_python=../.venv/bin/protoc-gen-grpclib_python \
-    --grpclib_python_out=../"$OUT" "${PROTOS[@]}")
+    --grpclib_python_out="$OUT_ABS" "${PROTOS[@]}")
 # Rewrite imports of our generated packages (containerd.*, google.rpc.*); the real
 # google.protobuf well-known types stay as they are.
 "$PY" - "$OUT" <<'PYEOF'
