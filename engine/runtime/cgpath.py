@@ -58,12 +58,25 @@ def _proc_cgroups(pid: int) -> dict[str, str]:
     return out
 
 
-def mount_entries(pid: int, new_cgroupns: bool) -> list[tuple[str, str, str, str, bool]]:
+def mount_entries(pid: int, new_cgroupns: bool, dirs: list[str] | None = None
+                  ) -> list[tuple[str, str, str, str, bool]]:
     """(name under /sys/fs/cgroup, source, fstype, data, is_bind) per host cgroup hierarchy.
 
     A single entry named "" means the unified (v2) layout: mount it at the destination itself.
+    ``dirs`` (the cgroup manager's directories) lets a bind be planned before the process has
+    joined its cgroup; hierarchies it does not cover are read from /proc/<pid>/cgroup.
     """
     hier = m.host_cgroup_mounts()
+    if dirs is not None and not new_cgroupns:
+        out = []
+        for mp, _root, fstype, _superopts in hier:
+            if not mp.startswith("/sys/fs/cgroup"):
+                continue
+            src = next((d for d in dirs if d.startswith(mp + "/")), None)
+            if src is None:
+                return mount_entries(pid, new_cgroupns)
+            out.append((mp[len("/sys/fs/cgroup"):].lstrip("/"), src, fstype, "", True))
+        return out
     procs = _proc_cgroups(pid)
     out = []
     for mp, root, fstype, superopts in hier:

@@ -17,7 +17,7 @@ import _socket
 from engine.errors import AlreadyExists, EngineError, InvalidArgument
 from engine.runtime import cgpath, hooks, plan, spec
 from engine.runtime import state as st
-from engine.runtime.process import Launch, launch
+from engine.runtime.process import Background, Launch, launch
 
 
 def _now_rfc3339() -> str:
@@ -48,10 +48,14 @@ def oci_state_json(container_id: str, pid: int, status: str, bundle: str, config
 
 def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, console_fd: int = -1, no_pivot: bool = False,
-           preserve_fds: int = 0, subreaper: bool = False) -> st.Container:
-    """Create the container; returns its state (status ``created``)."""
+           preserve_fds: int = 0, subreaper: bool = False,
+           loaded: tuple[dict, str, str] | None = None) -> st.Container:
+    """Create the container; returns its state (status ``created``).
+
+    ``loaded`` is ``spec.load_bundle(bundle)``'s result when the caller already has it.
+    """
     spec.check_id(container_id)
-    config, bundle, rootfs = spec.load_bundle(bundle)
+    config, bundle, rootfs = loaded or spec.load_bundle(bundle)
     proc = config["process"]
     if proc.get("terminal") and not console_socket and console_fd < 0:
         raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
@@ -72,6 +76,7 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         launch_spec.close()
         raise AlreadyExists("container with given ID already exists") from None
     mgr = None
+    adder = None
     pid = -1
     console = None
     dirfd = -1
@@ -95,13 +100,21 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
         has_cgroup_mount = any(mn.get("type") in ("cgroup", "cgroup2") for mn in config.get("mounts") or ())
 
         def on_pid(p: int) -> None:
-            mgr.add(p)
+            # Joining v1 cgroups waits for an RCU grace period (~10 ms here): let it overlap with
+            # the child's setup, unless something during setup needs the process in its cgroup
+            # (a new cgroup namespace, hooks).  It is done before create returns in any case.
+            nonlocal adder
+            if launch_spec.new_cgroupns or h.get("prestart") or h.get("createRuntime"):
+                mgr.add(p)
+            else:
+                adder = Background(mgr.add, p)
 
         def build(p: int):
             ctx = plan.Context(
                 rootfs, bundle, no_pivot=no_pivot, console_fd=console_fd, fifo_dirfd=dirfd,
                 preserve_fds=preserve_fds, userns=launch_spec.userns,
-                cgroup_mounts=cgpath.mount_entries(p, launch_spec.new_cgroupns) if has_cgroup_mount else None,
+                cgroup_mounts=cgpath.mount_entries(p, launch_spec.new_cgroupns, list(mgr.paths().values()))
+                if has_cgroup_mount else None,
                 joins=launch_spec.child_joins, new_cgroupns=launch_spec.new_cgroupns,
             )
             return plan.build_create(config, ctx)
@@ -119,6 +132,9 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
 
             native.prctl(native.PR_SET_CHILD_SUBREAPER, 1)
         pid = launch(launch_spec, build, state_json=state_json, on_pid=on_pid, run_hooks=run_hooks)
+        if adder is not None:
+            adder, waiting = None, adder
+            waiting.join()
         data = {
             "ociVersion": config.get("ociVersion", spec.OCI_VERSION),
             "id": container_id,
@@ -139,6 +155,11 @@ def create(root: str, container_id: str, bundle: str, *, pid_file: str | None = 
     except BaseException as e:
         from engine.runtime.process import kill_and_reap
 
+        if adder is not None:
+            try:
+                adder.join()
+            except BaseException:  # the original error is the one to report
+                pass
         kill_and_reap(pid)
         if mgr is not None:
             try:

@@ -63,8 +63,9 @@ class Context:
         self.new_cgroupns = new_cgroupns
 
 
-def _join(root: str, path: str) -> str:
-    return os.path.normpath("/" + path) if root == "/" else root.rstrip("/") + os.path.normpath("/" + path)
+def _clean(path: str) -> str:
+    """An absolute, normalised path inside the container ("//x" and "x" both become "/x")."""
+    return os.path.normpath("/" + path.lstrip("/"))
 
 
 def build_create(config: dict, ctx: Context) -> p.Program:
@@ -120,7 +121,7 @@ def _rootfs_ops(prog: p.Program, config: dict, ctx: Context) -> None:
     prog.add(p.OP_OPEN_ROOT, (), (rootfs,))
     dev_is_bind = False
     for mnt in config.get("mounts") or ():
-        dest = os.path.normpath("/" + mnt["destination"])
+        dest = _clean(mnt["destination"])
         if dest == "/dev" and m.is_bind(mnt):
             dev_is_bind = True
         _mount_ops(prog, mnt, dest, ctx)
@@ -133,7 +134,7 @@ def _rootfs_ops(prog: p.Program, config: dict, ctx: Context) -> None:
         if not path or typ not in m.DEVICE_TYPES:
             raise InvalidArgument(f"invalid device {dev!r}")
         mode = dev.get("fileMode")
-        _device_op(prog, os.path.normpath("/" + path), typ, int(dev.get("major", 0)),
+        _device_op(prog, _clean(path), typ, int(dev.get("major", 0)),
                    int(dev.get("minor", 0)), 0o666 if mode is None else int(mode),
                    int(dev.get("uid", 0)), int(dev.get("gid", 0)), ctx.userns)
     if not dev_is_bind:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 import _socket
+import _thread
 
 from engine import native
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument
@@ -210,6 +211,30 @@ def _unexpected(mtype: int, value: int, payload: bytes) -> None:
     if mtype == p.MSG_ERROR:
         raise ContainerError(payload.decode(errors="replace"))
     raise ContainerError(f"unexpected message {mtype} from container process")
+
+
+class Background:
+    """Run one call on a thread (``_thread``: threading costs an import); ``join`` re-raises."""
+
+    def __init__(self, fn, *args) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+        self._err: BaseException | None = None
+        _thread.start_new_thread(self._run, (fn, args))
+
+    def _run(self, fn, args) -> None:
+        try:
+            fn(*args)
+        except BaseException as e:  # handed to join()
+            self._err = e
+        finally:
+            self._lock.release()
+
+    def join(self) -> None:
+        self._lock.acquire()
+        self._lock.release()
+        if self._err is not None:
+            raise self._err
 
 
 def ns_path(pid: int, kind: str) -> str:

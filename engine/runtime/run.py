@@ -56,17 +56,19 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, pid_
         return 0
     own_tty = None
     console_fd = -1
-    if not console_socket:
-        from engine.runtime import spec as spec_mod
+    from engine.runtime import spec as spec_mod
 
-        cfg, _, _ = spec_mod.load_bundle(bundle)
-        if (cfg.get("process") or {}).get("terminal"):
+    spec_mod.check_id(container_id)
+    loaded = spec_mod.load_bundle(bundle)
+    if not console_socket:
+        if (loaded[0].get("process") or {}).get("terminal"):
             from engine.runtime import tty
 
             own_tty = tty.console_pair()
             console_fd = own_tty[1].fileno()
     c = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-               console_fd=console_fd, no_pivot=no_pivot, preserve_fds=preserve_fds, subreaper=True)
+               console_fd=console_fd, no_pivot=no_pivot, preserve_fds=preserve_fds, subreaper=True,
+               loaded=loaded)
     try:
         master = -1
         if own_tty is not None:

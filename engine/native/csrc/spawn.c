@@ -893,7 +893,12 @@ static void __attribute__((noreturn)) child_main(void)
 int eng_spawn(const struct eng_spawn_args *a)
 {
     if (!a->stage1) {
-        long pid = raw_clone3(a->clone_flags);
+        /* Only the user and pid namespaces must come from clone itself; the child unshares the
+         * others, so their cost (a network namespace is the dear one) overlaps with the parent's
+         * work (cgroups) instead of adding to it. */
+        unsigned long at_clone = a->clone_flags & (CLONE_NEWUSER | CLONE_NEWPID);
+        unsigned long later = a->clone_flags & ~at_clone;
+        long pid = raw_clone3(at_clone);
         if (pid < 0)
             return -errno;
         if (pid > 0)
@@ -901,6 +906,8 @@ int eng_spawn(const struct eng_spawn_args *a)
         close(a->parent_fd);
         g_sync = a->sync_fd;
         signal(SIGPIPE, SIG_DFL);
+        if (later && unshare((int)later) < 0)
+            DIE_ERRNO("unshare namespaces %#lx", later);
         child_main();
     }
     pid_t pid = fork();
