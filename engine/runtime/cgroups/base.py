@@ -7,8 +7,8 @@ methods; which version is behind them is decided once by ``detect()``.
 ``set()`` validates the whole OCI resources object first (bad input changes nothing),
 then writes controller by controller through an ``fs.Writer``; if the kernel refuses a
 value, earlier writes are rolled back and the error says whether the rollback was
-complete. It returns warnings for settings accepted but not enforced (e.g. device
-rules on cgroup v2, kernel memory limits), which the runtime should log.
+complete. It returns warnings for settings accepted but not enforced (e.g. kernel
+memory limits, swappiness on cgroup v2), which the runtime should log.
 
 ``kill_all`` is shared: freeze, signal every process (recursively), thaw — so no
 process can fork away between reading the list and signalling it. v2 overrides it

@@ -196,6 +196,10 @@ class Writer:
         write(dirpath, name, value)
         self._done.append((dirpath, name, previous))
 
+    def mark(self, dirpath: str, what: str) -> None:
+        """Record a change made outside control files (e.g. a BPF program) that cannot be undone."""
+        self._done.append((dirpath, what, None))
+
     def warn(self, message: str) -> None:
         self.warnings.append(message)
 

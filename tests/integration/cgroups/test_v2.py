@@ -50,9 +50,9 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
-def paused(spawn, script):
+def paused(spawn, script, **kw):
     """A shell that waits for a line on stdin before running ``script`` (so it can join first)."""
-    return spawn(["sh", "-c", "read x; " + script], stdin=subprocess.PIPE)
+    return spawn(["sh", "-c", "read x; " + script], stdin=subprocess.PIPE, **kw)
 
 
 def go(p):
@@ -186,11 +186,41 @@ def test_resource_controllers_apply_or_refuse_clearly(parent):
             m.set(res)
 
 
-def test_device_rules_are_reported_not_enforced(parent):
+def _try_devices(m, spawn) -> str:
+    p = paused(
+        spawn,
+        "head -c1 /dev/zero >/dev/null 2>&1; echo zero=$?; : >/dev/null; echo null=$?",
+        stdout=subprocess.PIPE,
+    )
+    m.add(p.pid)
+    out, _ = p.communicate(b"go\n", timeout=10)
+    return out
+
+
+def test_device_rules_are_enforced_with_a_bpf_filter(parent, spawn):
+    from engine.runtime.cgroups.v2 import bpf
+
     m = v2(parent + "/c")
     m.create()
-    warnings = m.set({"devices": [{"allow": False, "access": "rwm"}]})
-    assert any("not enforced on cgroup v2" in w for w in warnings)
+    only_null = [
+        {"allow": False, "access": "rwm"},
+        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+    ]
+    assert m.set({"devices": only_null}) == []
+    assert _try_devices(m, spawn) == b"zero=1\nnull=0\n"
+    fd = os.open(m.paths()[""], os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        first = bpf.attached_ids(fd)
+        assert len(first) == 1
+        # an update replaces the program (never two, never none in between)
+        m.set({"devices": [*only_null, {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"}]})
+        second = bpf.attached_ids(fd)
+        assert len(second) == 1 and second != first
+        assert _try_devices(m, spawn) == b"zero=0\nnull=0\n"
+        m.set({"devices": [{"allow": True, "access": "rwm"}]})
+        assert bpf.attached_ids(fd) == []
+    finally:
+        os.close(fd)
 
 
 def test_inotify_watch_on_cgroup_events_fires(parent, spawn):

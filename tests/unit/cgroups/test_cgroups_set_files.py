@@ -267,7 +267,6 @@ def test_v2_converted_values(v2, record):
                 "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
                 "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 7}],
             },
-            "devices": [{"allow": False, "access": "rwm"}],
             "unified": {"memory.high": "1073741824"},
         }
     )
@@ -285,7 +284,6 @@ def test_v2_converted_values(v2, record):
         ("memory.high", "1073741824"),
     ]
     text = " | ".join(warnings)
-    assert "device cgroup rules are not enforced on cgroup v2" in text
     assert "swappiness is not enforced" in text
     assert "realtime" in text
 
@@ -305,10 +303,6 @@ def test_v2_swap_equal_to_limit_means_no_swap_and_unlimited_means_max(v2, record
 def test_v2_period_only_keeps_quota_max(v2, record):
     v2().set({"cpu": {"period": 2000}})
     assert record == [("cpu.max", "max 2000")]
-
-
-def test_v2_allow_all_devices_gives_no_warning(v2, record):
-    assert v2().set({"devices": [{"allow": True, "access": "rwm"}]}) == []
 
 
 def test_v2_missing_controller_and_unified_errors(v2, record):

@@ -9,8 +9,9 @@ killing (cgroup.kill) and process lists (cgroup.procs) are core cgroup2 files th
 work without any controller, which is why the integration tests can exercise this
 manager on the hybrid host's /sys/fs/cgroup/unified tree.
 
-Not enforced on v2 (reported as warnings by set()): device rules (need eBPF),
-memory.swappiness, memory.disableOOMKiller, realtime cpu, blkio leaf weights.
+Device rules are enforced with an eBPF device filter (v2/bpf.py). Not enforced on v2
+(reported as warnings by set()): memory.swappiness, memory.disableOOMKiller, realtime
+cpu, blkio leaf weights.
 """
 
 from __future__ import annotations

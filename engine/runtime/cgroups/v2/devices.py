@@ -1,11 +1,11 @@
-"""v2 devices: NOT ENFORCED.
+"""v2 devices: the OCI allow/deny list enforced by an eBPF device filter (see bpf.py).
 
-cgroup v2 has no devices.allow/deny files; device access is controlled by attaching a
-BPF_CGROUP_DEVICE eBPF program to the cgroup (runc generates and loads one). This
-engine does not load BPF programs yet, so on cgroup v2 the rules are validated and
-then reported as a warning, and the container can open any device node it can reach
-(its /dev is still limited to what the runtime creates, and without CAP_MKNOD it
-cannot make new nodes). An allow-all list loses nothing and gives no warning.
+cgroup v2 has no devices.allow/deny files; the rules are modelled exactly as for v1
+(..devices) and compiled into a BPF_CGROUP_DEVICE program attached to the cgroup.
+An allow-all list needs no program. If the kernel cannot load or attach the program
+(no CONFIG_CGROUP_BPF, no privilege), set() fails rather than run the container with
+device access silently open. The program change is not rolled back by a later failure
+in set(); the error names it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ from ..resources import Resources
 def apply(w: fs.Writer, d: str, r: Resources) -> None:
     if r.devices is None:
         return
-    model = devmod.build_model(r.devices)
-    if model.default_allow and not model.exceptions:
-        return
-    w.warn(
-        "device cgroup rules are not enforced on cgroup v2 (needs a BPF_CGROUP_DEVICE program, "
-        "not implemented): the container may open any device node present in its /dev"
-    )
+    from . import bpf  # ctypes: only imported when device rules are applied on v2
+
+    bpf.apply(d, devmod.build_model(r.devices))
+    w.mark(d, "device filter (bpf)")
