@@ -146,7 +146,7 @@ def load(model: DeviceModel) -> int:
     except OSError as err:
         detail = log.value.decode(errors="replace").strip().splitlines()[-3:]
         raise EngineError(
-            f"load device filter program: {err.strerror.lower()}"
+            f"load device filter program: {(err.strerror or str(err)).lower()}"
             + (f" ({'; '.join(detail)})" if detail else "")
         ) from err
 
@@ -180,7 +180,9 @@ def apply(cgroup_dir: str, model: DeviceModel) -> None:
                 struct.pack_into("<IIII", attr, 0, dirfd, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
                 _bpf(BPF_PROG_ATTACH, attr)
             except OSError as err:
-                raise EngineError(f"attach device filter to {cgroup_dir}: {err.strerror.lower()}") from err
+                raise EngineError(
+                    f"attach device filter to {cgroup_dir}: {(err.strerror or str(err)).lower()}"
+                ) from err
             finally:
                 os.close(prog)
         for prog_id in old:
@@ -194,11 +196,11 @@ def apply(cgroup_dir: str, model: DeviceModel) -> None:
                 _bpf(BPF_PROG_DETACH, attr)
             except OSError as err:
                 raise EngineError(
-                    f"detach old device filter from {cgroup_dir}: {err.strerror.lower()}"
+                    f"detach old device filter from {cgroup_dir}: {(err.strerror or str(err)).lower()}"
                 ) from err
             finally:
                 os.close(fd)
     except OSError as err:
-        raise EngineError(f"device filter for {cgroup_dir}: {err.strerror.lower()}") from err
+        raise EngineError(f"device filter for {cgroup_dir}: {(err.strerror or str(err)).lower()}") from err
     finally:
         os.close(dirfd)
