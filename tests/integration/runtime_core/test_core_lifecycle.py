@@ -1,0 +1,184 @@
+"""The runtime library end to end (no CLI): lifecycle, clean failure, exec, pause, console,
+and the stage-1 spawn path (joined pid namespace, time namespace)."""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+import time
+
+import pytest
+
+from engine.errors import AlreadyExists, FailedPrecondition, NotFound
+from engine.runtime import state as st
+from engine.runtime.create import create
+from engine.runtime.delete import delete
+from engine.runtime.execute import execute
+from engine.runtime.kill import kill
+from engine.runtime.pause import pause, resume
+from engine.runtime.process import ContainerError
+from engine.runtime.query import state
+from engine.runtime.run import run
+from engine.runtime.start import start
+
+
+def _wait_status(root, cid, want, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = state(root, cid)["status"]
+        if s == want:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{cid} is {s}, wanted {want}")
+
+
+def test_create_start_kill_delete(core):
+    cid, b, _ = core.bundle(["sleep", "60"])
+    c = create(core.root, cid, str(b))
+    s = state(core.root, cid)
+    assert s["status"] == "created" and s["pid"] == c.pid and s["bundle"] == str(b)
+    dirs = core.cgroup_dirs(cid)
+    assert dirs and all(str(c.pid) in open(os.path.join(d, "cgroup.procs")).read().split() for d in dirs)
+    with pytest.raises(AlreadyExists):
+        create(core.root, cid, str(b))
+    assert state(core.root, cid)["status"] == "created"  # the failed duplicate left it alone
+    start(core.root, cid)
+    assert state(core.root, cid)["status"] == "running"
+    with pytest.raises(FailedPrecondition, match="already running"):
+        start(core.root, cid)
+    with pytest.raises(FailedPrecondition, match="not stopped: running"):
+        delete(core.root, cid)
+    kill(core.root, cid, 9)
+    _wait_status(core.root, cid, "stopped")
+    with pytest.raises(FailedPrecondition, match="container not running"):
+        kill(core.root, cid, 9)
+    delete(core.root, cid)
+    assert not os.path.exists(os.path.join(core.root, cid))
+    assert core.cgroup_dirs(cid) == []
+    with pytest.raises(NotFound, match="container does not exist"):
+        state(core.root, cid)
+
+
+def test_failures_leave_nothing_behind(core):
+    cid, b, spec = core.bundle(["true"])
+    # fails in the child (C side): a sysctl the kernel does not have
+    spec["linux"]["sysctl"] = {"kernel.no_such_sysctl_xyz": "1"}
+    core.write(b, spec)
+    with pytest.raises(ContainerError, match="no_such_sysctl_xyz"):
+        create(core.root, cid, str(b))
+    assert not os.path.exists(os.path.join(core.root, cid))
+    assert core.cgroup_dirs(cid) == []
+    # fails in the parent, after the process exists: a bind source that is missing
+    spec["linux"].pop("sysctl")
+    spec["mounts"].append({"destination": "/x", "type": "bind", "source": "/no/such/src"})
+    core.write(b, spec)
+    with pytest.raises(Exception, match="/no/such/src"):
+        create(core.root, cid, str(b))
+    assert not os.path.exists(os.path.join(core.root, cid))
+    assert core.cgroup_dirs(cid) == []
+    with open("/proc/self/mountinfo") as f:
+        assert str(b) not in f.read()
+
+
+def test_run_returns_the_exit_status(core, capfd):
+    cid, b, _ = core.bundle(["sh", "-c", "echo out; exit 5"])
+    assert run(core.root, cid, str(b)) == 5
+    assert capfd.readouterr().out == "out\n"
+    assert not os.path.exists(os.path.join(core.root, cid))
+    # without a pid namespace the shell is not an init, so SIGKILL from itself works
+    cid, b, spec = core.bundle(["sh", "-c", "kill -9 $$"])
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "pid"]
+    core.write(b, spec)
+    assert run(core.root, cid, str(b)) == 128 + 9
+
+
+def test_exec_joins_namespaces_and_cgroup(core, tmp_path):
+    cid, b, _ = core.bundle(["sleep", "60"], hostname="exec-host", root={"path": "rootfs", "readonly": False})
+    c = create(core.root, cid, str(b))
+    start(core.root, cid)
+    out = b / "rootfs" / "tmp"
+    proc = {"args": ["sh", "-c", "hostname > /tmp/h; echo $$ > /tmp/pid; cat /proc/self/cgroup > /tmp/cg; exit 3"],
+            "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
+    assert execute(core.root, cid, proc) == 3
+    assert (out / "h").read_text() == "exec-host\n"
+    assert int((out / "pid").read_text()) > 1  # inside the container's pid namespace
+    assert f"/{core.parent}/{cid}" in (out / "cg").read_text()
+    assert c.pid > 0
+
+
+def test_pause_and_resume(core):
+    cid, b, _ = core.bundle(["sleep", "60"])
+    create(core.root, cid, str(b))
+    start(core.root, cid)
+    pause(core.root, cid)
+    assert state(core.root, cid)["status"] == "paused"
+    with pytest.raises(FailedPrecondition):
+        pause(core.root, cid)
+    resume(core.root, cid)
+    assert state(core.root, cid)["status"] == "running"
+    delete(core.root, cid, force=True)
+    assert core.cgroup_dirs(cid) == []
+
+
+def test_console_socket_gets_a_pty_master(core, tmp_path):
+    cid, b, spec = core.bundle(["sh", "-c", "tty; sleep 30"])
+    spec["process"]["terminal"] = True
+    core.write(b, spec)
+    path = str(tmp_path / "console.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    try:
+        create(core.root, cid, str(b), console_socket=path)
+        conn, _ = srv.accept()
+        fds = array.array("i")
+        msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(fds.itemsize))
+        fds.frombytes(anc[0][2])
+        master = fds[0]
+        assert msg.startswith(b"/dev/pts/")
+        start(core.root, cid)
+        data = b""
+        deadline = time.monotonic() + 5
+        while b"\n" not in data and time.monotonic() < deadline:
+            data += os.read(master, 100)
+        assert data.strip().startswith(b"/dev/pts/")
+        os.close(master)
+        conn.close()
+    finally:
+        srv.close()
+
+
+def test_stage1_path_joins_a_pid_namespace(core):
+    cid_a, ba, _ = core.bundle(["sleep", "60"])
+    a = create(core.root, cid_a, str(ba))
+    start(core.root, cid_a)
+    cid_b, bb, spec = core.bundle(["sh", "-c", "ps -o pid,args > /tmp/ps"], root={"path": "rootfs", "readonly": False})
+    spec["linux"]["namespaces"] = [{"type": "mount"}, {"type": "pid", "path": f"/proc/{a.pid}/ns/pid"}]
+    del spec["hostname"]
+    core.write(bb, spec)
+    assert run(core.root, cid_b, str(bb)) == 0
+    text = (bb / "rootfs/tmp/ps").read_text()
+    assert "sleep 60" in text  # the other container's init is visible: same pid namespace
+
+
+def test_time_namespace_offsets(core):
+    cid, b, spec = core.bundle(["cat", "/proc/uptime"])
+    spec["linux"]["namespaces"].append({"type": "time"})
+    spec["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 365, "nanosecs": 0}}
+    core.write(b, spec)
+    out = b / "out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)
+    saved = os.dup(1)
+    os.dup2(fd, 1)
+    try:
+        assert run(core.root, cid, str(b)) == 0
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(fd)
+    with open("/proc/uptime") as f:
+        host = float(f.read().split()[0])
+    inside = float(out.read_text().split()[0])
+    assert inside - host > 86400 * 364
+    assert st.list_ids(core.root) == []
