@@ -155,8 +155,10 @@ class Runtime:
         stderr: Any = subprocess.PIPE,
         cwd: str | None = None,
         skip_on_hybrid: bool = True,
+        global_args: tuple[str, ...] = (),
+        pass_fds: tuple[int, ...] = (),
     ) -> Result:
-        cmd = [self.path, "--root", str(self.root), *args]
+        cmd = [self.path, "--root", str(self.root), *global_args, *args]
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -165,6 +167,7 @@ class Runtime:
             text=True,
             cwd=cwd,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         try:
             out, err = proc.communicate(input, timeout=timeout)
@@ -342,12 +345,20 @@ class Bundle:
         self.write()
         return self.rt("run", "--bundle", str(self.path), *extra, self.id, timeout=timeout)
 
-    def create(self, *extra: str, timeout: float = DEFAULT_TIMEOUT) -> Result:
+    def create(self, *extra: str, timeout: float = DEFAULT_TIMEOUT, **call_args: Any) -> Result:
         """``create``; the container's stdio go to files ``out``/``err`` in the bundle."""
         self.write()
         with open(self.path / "out", "w") as out, open(self.path / "err", "w") as err:
             r = self.rt(
-                "create", "--bundle", str(self.path), *extra, self.id, timeout=timeout, stdout=out, stderr=err
+                "create",
+                "--bundle",
+                str(self.path),
+                *extra,
+                self.id,
+                timeout=timeout,
+                stdout=out,
+                stderr=err,
+                **call_args,
             )
         r.stdout = (self.path / "out").read_text()
         r.stderr = (self.path / "err").read_text()
