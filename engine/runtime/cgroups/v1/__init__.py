@@ -163,7 +163,8 @@ class V1Manager(CgroupManager):
         return os.path.isdir(self._primary)
 
     def destroy(self) -> None:
-        live = self.pids() if self.exists() else []
+        # killed processes take a moment to leave; live ones make rmdir fail (EBUSY) anyway
+        live = self.pids() if self.exists() and not self.wait_empty(0.5) else []
         if live:
             raise FailedPrecondition(
                 f"destroy cgroup {self.path}: {len(live)} process(es) still in it "
