@@ -326,6 +326,19 @@ class Journal:
 
         return await self.run_read(q)  # type: ignore[return-value]
 
+    async def history(self, *, after_seq: int = 0, where: str = "", params: Sequence[object] = (),
+                      match: Match | None = None) -> AsyncIterator[Envelope]:
+        """The committed events after `after_seq`, in order, then stop (no live part)."""
+        last = after_seq
+        while True:
+            batch = await self.read(after_seq=last, limit=1000, where=where, params=params)
+            for env in batch:
+                last = env.seq
+                if match is None or match(env):
+                    yield env
+            if len(batch) < 1000:
+                return
+
     async def seq_before_time(self, time_ns: int) -> int:
         """The last seq whose time is before time_ns (0 if none): where a `since` time starts."""
 
@@ -349,14 +362,9 @@ class Journal:
             while True:
                 if need_backlog:
                     sub.lagged = False
-                    while True:
-                        batch = await self.read(after_seq=last, limit=1000, where=where, params=params)
-                        for env in batch:
-                            last = env.seq
-                            if match is None or match(env):
-                                yield env
-                        if len(batch) < 1000:
-                            break
+                    async for env in self.history(after_seq=last, where=where, params=params, match=match):
+                        last = env.seq
+                        yield env
                     need_backlog = False
                 env = await sub.queue.get()
                 if env is None:  # closed

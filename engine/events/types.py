@@ -122,3 +122,31 @@ def validate_actor(actor: str) -> str:
     if not actor or len(actor) > 1024:
         raise InvalidArgument("an event needs an actor of 1 to 1024 characters")
     return actor
+
+
+class DaemonInitialized(Event, frozen=True):
+    """The first event of every journal: the daemon's identity (Docker's `ID`, containerd's UUID)."""
+
+    TYPE: ClassVar[str] = "daemon.initialized"
+    SUBJECT: ClassVar[str] = "daemon_id"
+    daemon_id: str
+    version: str
+
+
+class DaemonStarted(Event, frozen=True):
+    """A daemon process took over this root; a start without a stop before it marks a crash."""
+
+    TYPE: ClassVar[str] = "daemon.started"
+    SUBJECT: ClassVar[str] = "daemon_id"
+    daemon_id: str
+    pid: int
+    version: str
+    previous_stop_clean: bool = True
+
+
+class DaemonStopped(Event, frozen=True):
+    TYPE: ClassVar[str] = "daemon.stopped"
+    SUBJECT: ClassVar[str] = "daemon_id"
+    daemon_id: str
+    pid: int
+    signal: str = ""

@@ -1,0 +1,99 @@
+"""The Docker Engine API server: routes → handlers, and the listeners (unix, tcp+TLS, fd://)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import ssl
+from urllib.parse import urlsplit
+
+import engine
+from engine.api.docker import events, journal, system
+from engine.api.docker.http import HttpServer
+from engine.api.docker.router import API_VERSION, Router
+from engine.config import Config
+from engine.errors import InvalidArgument
+from engine.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def build_router(services: Services) -> Router:
+    r = Router()
+
+    def bind(fn):  # type: ignore[no-untyped-def]
+        return functools.partial(fn, services)
+
+    r.add("GET", "/_ping", bind(system.ping))
+    r.add("GET", "/version", bind(system.version))
+    r.add("GET", "/info", bind(system.info))
+    r.add("GET", "/events", bind(events.get_events))
+    r.add("GET", "/engine/journal", bind(journal.get_journal))
+    r.add("POST", "/engine/journal/verify", bind(journal.post_verify))
+    return r
+
+
+def tls_context(cfg: Config) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cfg.tlscert, cfg.tlskey)
+        if cfg.tlsverify:
+            ctx.load_verify_locations(cfg.tlscacert)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as err:
+        raise InvalidArgument(f"cannot load TLS material: {err}") from err
+    return ctx
+
+
+def systemd_sockets() -> list[socket.socket]:
+    """Sockets passed by systemd socket activation (LISTEN_PID/LISTEN_FDS), from fd 3 on."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return []
+    n = int(os.environ.get("LISTEN_FDS", "0"))
+    return [socket.socket(fileno=fd) for fd in range(3, 3 + n)]
+
+
+async def serve_docker(services: Services, cfg: Config, secure_unix: callable) -> HttpServer:  # type: ignore[valid-type]
+    headers = {"Api-Version": API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
+               "Server": f"Engine/{engine.__version__} (linux)"}
+    server = HttpServer(build_router(services), headers)
+    for host in cfg.docker_hosts:
+        u = urlsplit(host)
+        if u.scheme == "unix":
+            path = u.path
+            if os.path.exists(path):
+                os.unlink(path)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            await server.listen_unix(path)
+            secure_unix(path)
+            log.info("Docker API listening on unix://%s", path)
+        elif u.scheme == "tcp":
+            if not u.hostname or not u.port:
+                raise InvalidArgument(f"invalid tcp address {host!r}: want tcp://HOST:PORT")
+            use_tls = cfg.tlsverify or cfg.tls
+            if cfg.tls is None and not cfg.tlsverify:
+                raise InvalidArgument(
+                    f"refusing to serve {host} without TLS: pass --tlsverify with --tlscacert/--tlscert/--tlskey, "
+                    "or --no-tls to serve the API unauthenticated on the network"
+                )
+            if not use_tls:
+                log.warning("!!! SERVING THE API ON %s WITHOUT TLS: anyone who can reach it is root on this host !!!",
+                            host)
+            await server.listen_tcp(u.hostname, u.port, tls_context(cfg) if use_tls else None)
+            log.info("Docker API listening on %s%s", host, " (TLS, client certificates verified)" if cfg.tlsverify else "")
+        elif u.scheme == "fd":
+            socks = systemd_sockets()
+            if not socks:
+                raise InvalidArgument("fd:// was given but no sockets were passed by systemd (LISTEN_FDS)")
+            wanted = u.netloc or u.path.strip("/")
+            for s in socks:
+                if wanted and str(s.fileno()) != wanted:
+                    continue
+                await server.listen_sock(s, tls_context(cfg) if (cfg.tlsverify or cfg.tls) and s.family != socket.AF_UNIX else None)
+                log.info("Docker API listening on fd %d", s.fileno())
+        else:
+            raise InvalidArgument(f"invalid host {host!r}: use unix://PATH, tcp://HOST:PORT or fd://")
+    return server

@@ -1,0 +1,237 @@
+"""The `engine` CLI (typer): the daemon, and a client of the Docker Engine API socket for the rest.
+
+`-H/--host` or ENGINE_HOST choose the daemon, like docker's DOCKER_HOST. Errors are one line on stderr
+and exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import typer
+
+import engine
+from engine.cli.client import Client, ClientError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="engine: a container engine with a journal")
+journal_app = typer.Typer(no_args_is_help=True, help="Inspect and verify the event journal")
+app.add_typer(journal_app, name="journal")
+
+
+class _State:
+    host: str | None = None
+    tls: dict[str, Any] = {}
+
+
+@app.callback()
+def _global(
+    host: Optional[str] = typer.Option(None, "-H", "--host", help="daemon socket (unix://, tcp://); env ENGINE_HOST"),
+    tlsverify: bool = typer.Option(False, "--tlsverify", help="use TLS and verify the daemon"),
+    tlscacert: str = typer.Option("", "--tlscacert"),
+    tlscert: str = typer.Option("", "--tlscert"),
+    tlskey: str = typer.Option("", "--tlskey"),
+) -> None:
+    _State.host = host
+    _State.tls = {"tlsverify": tlsverify, "tlscacert": tlscacert, "tlscert": tlscert, "tlskey": tlskey}
+
+
+def client(timeout: float | None = 60) -> Client:
+    return Client(_State.host, timeout=timeout, **_State.tls)
+
+
+def fail(msg: str) -> None:
+    typer.echo(msg, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def daemon(
+    root: Optional[str] = typer.Option(None, "--root", "--data-root", help="state root [/var/lib/engine]"),
+    exec_root: Optional[str] = typer.Option(None, "--exec-root", help="runtime state root [/run/engine]"),
+    hosts: Optional[list[str]] = typer.Option(None, "-H", "--host", help="Docker API listener (repeatable)"),
+    containerd_socket: Optional[str] = typer.Option(None, "--containerd-socket", help="containerd gRPC socket path"),
+    config_file: Optional[str] = typer.Option(None, "--config", "--config-file", help="daemon.json"),
+    log_level: Optional[str] = typer.Option(None, "--log-level", "-l"),
+    debug: Optional[bool] = typer.Option(None, "--debug", "-D"),
+    tls: Optional[bool] = typer.Option(None, "--tls/--no-tls", help="TLS on tcp hosts; --no-tls allows plain tcp"),
+    tlsverify: Optional[bool] = typer.Option(None, "--tlsverify", help="TLS and require client certificates"),
+    tlscacert: Optional[str] = typer.Option(None, "--tlscacert"),
+    tlscert: Optional[str] = typer.Option(None, "--tlscert"),
+    tlskey: Optional[str] = typer.Option(None, "--tlskey"),
+    group: Optional[str] = typer.Option(None, "--group", "-G", help="group owning the sockets [engine]"),
+    journal_durability: Optional[str] = typer.Option(None, "--journal-durability",
+                                                     help="SQLite synchronous: off|normal|full|extra [normal]"),
+) -> None:
+    """Run the engine daemon in the foreground."""
+    from engine import config as config_mod
+    from engine.daemon import main
+    from engine.errors import EngineError
+
+    given = {"root": root, "exec_root": exec_root, "hosts": hosts or None, "containerd_socket": containerd_socket,
+             "log_level": log_level, "debug": debug, "tls": tls, "tlsverify": tlsverify, "tlscacert": tlscacert,
+             "tlscert": tlscert, "tlskey": tlskey, "group": group, "journal_durability": journal_durability}
+    flags = {k: v for k, v in given.items() if v is not None}
+    try:
+        cfg = config_mod.load(flags, config_file)
+    except EngineError as err:
+        fail(f"engine daemon: {err}")
+    raise typer.Exit(main(cfg))
+
+
+@app.command()
+def version(fmt: Optional[str] = typer.Option(None, "--format", "-f", help="json")) -> None:
+    """Show the client and daemon versions."""
+    try:
+        server = client().json("GET", "/version")
+    except ClientError as err:
+        server = None
+        error = str(err)
+    if fmt == "json":
+        typer.echo(json.dumps({"Client": {"Version": engine.__version__}, "Server": server}, indent=2))
+    else:
+        typer.echo(f"Client:\n Version:     {engine.__version__}\n Python:      {sys.version.split()[0]}")
+        if server:
+            typer.echo(f"\nServer:\n Version:     {server['Version']}\n API version: {server['ApiVersion']} "
+                       f"(minimum version {server['MinAPIVersion']})\n Runtime:     {server['GoVersion']}\n"
+                       f" OS/Arch:     {server['Os']}/{server['Arch']}\n Kernel:      {server['KernelVersion']}")
+    if server is None:
+        fail(error)
+
+
+@app.command()
+def info(fmt: Optional[str] = typer.Option(None, "--format", "-f", help="json")) -> None:
+    """Show system-wide information."""
+    try:
+        doc = client().json("GET", "/info")
+    except ClientError as err:
+        fail(str(err))
+    if fmt == "json":
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    j = doc.get("EngineJournal", {})
+    rows = [("Server Version", doc["ServerVersion"]), ("ID", doc["ID"]), ("Name", doc["Name"]),
+            ("Containers", doc["Containers"]), ("Images", doc["Images"]), ("Storage Driver", doc["Driver"]),
+            ("Cgroup Driver", doc["CgroupDriver"]), ("Cgroup Version", doc["CgroupVersion"]),
+            ("Kernel Version", doc["KernelVersion"]), ("Operating System", doc["OperatingSystem"]),
+            ("CPUs", doc["NCPU"]), ("Total Memory", f"{doc['MemTotal'] / 2**30:.2f}GiB"),
+            ("Root Dir", doc["DockerRootDir"]), ("Journal", j.get("Path", "")),
+            ("Journal Seq", j.get("LastSeq", "")), ("Journal Durability", j.get("Durability", "")),
+            ("Namespaces", j.get("Namespaces", ""))]
+    for k, v in rows:
+        typer.echo(f" {k + ':':<20} {v}")
+
+
+def _fmt_time(ns: int) -> str:
+    sec, rest = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
+
+
+def _print_event(ev: dict[str, Any], fmt: Optional[str]) -> None:
+    if fmt == "json":
+        typer.echo(json.dumps(ev, separators=(",", ":")))
+        return
+    payload = ", ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in ev["event"].items())
+    ns = f" ns={ev['namespace']}" if ev["namespace"] else ""
+    typer.echo(f"{_fmt_time(ev['time_ns'])} #{ev['seq']} {ev['type']} {ev['subject']} "
+               f"({payload}){ns} actor=[{ev['actor']}] cause={ev['cause']}")
+
+
+def _filter_params(filters: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if not eq or key not in ("type", "subject", "namespace", "actor"):
+            fail(f"invalid filter {f!r}: use type=, subject=, namespace= or actor= (values may use * globs)")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _stream(params: dict[str, Any], fmt: Optional[str]) -> None:
+    try:
+        for ev in client(timeout=None).lines("/engine/journal", params):
+            _print_event(ev, fmt)
+            sys.stdout.flush()
+    except ClientError as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
+def events(
+    since: Optional[str] = typer.Option(None, "--since", help="unix time, RFC 3339, or a duration (10m)"),
+    until: Optional[str] = typer.Option(None, "--until"),
+    filters: list[str] = typer.Option([], "--filter", "-f", help="type=, subject=, namespace=, actor= (repeatable)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="json: one JSON object per line"),
+) -> None:
+    """Stream the journal's events (all types), from --since on, live until Ctrl-C or --until."""
+    params: dict[str, Any] = {"follow": 1, "since": since, "until": until, **_filter_params(filters)}
+    if since is None:
+        params["tail"] = 0
+    _stream(params, fmt)
+
+
+@journal_app.command("tail")
+def journal_tail(
+    n: int = typer.Option(20, "-n", "--tail", help="the last N matching events (0: all)"),
+    follow: bool = typer.Option(False, "-f", "--follow", help="then keep streaming new events"),
+    types: list[str] = typer.Option([], "--type", help="event type, e.g. namespace.created or 'namespace.*'"),
+    subjects: list[str] = typer.Option([], "--subject"),
+    namespaces: list[str] = typer.Option([], "--namespace"),
+    actors: list[str] = typer.Option([], "--actor", help="e.g. 'uid=1000*'"),
+    since: Optional[str] = typer.Option(None, "--since"),
+    until: Optional[str] = typer.Option(None, "--until"),
+    from_seq: Optional[int] = typer.Option(None, "--from-seq"),
+    to_seq: Optional[int] = typer.Option(None, "--to-seq"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="json"),
+) -> None:
+    """Who did what, when: the last events of the journal, filtered."""
+    params = {"type": types, "subject": subjects, "namespace": namespaces, "actor": actors, "since": since,
+              "until": until, "from_seq": from_seq, "to_seq": to_seq, "tail": n or None,
+              "follow": 1 if follow else None}
+    _stream(params, fmt)
+
+
+@journal_app.command("verify")
+def journal_verify(
+    root: Optional[str] = typer.Option(None, "--root", help="verify <root>/engine.db directly (daemon stopped)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="json"),
+) -> None:
+    """Check the hash chain and rebuild every projection from the journal, comparing row for row."""
+    if root:
+        from engine.errors import EngineError
+        from engine.events.verify import verify_path
+        from engine.services import all_projections
+
+        path = os.path.join(root, "engine.db")
+        if not os.path.exists(path):
+            fail(f"no journal at {path}")
+        try:
+            report = verify_path(path, all_projections()).to_dict()
+        except EngineError as err:
+            fail(f"verify failed: {err}")
+    else:
+        try:
+            report = client(timeout=None).json("POST", "/engine/journal/verify")
+        except ClientError as err:
+            fail(str(err))
+    if fmt == "json":
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(f"events: {report['events']}  last seq: {report['last_seq']}  head: {report['last_hash'][:16]}")
+        for err in report["chain_errors"]:
+            typer.echo(f"chain: {err}")
+        for name, t in report["tables"].items():
+            state = "ok" if t["ok"] else f"DIFFERS (missing {len(t['missing'])}, extra {len(t['extra'])})"
+            typer.echo(f"projection {name}: {t['rows']} rows, {state}")
+        typer.echo("journal verified" if report["ok"] else "journal verification FAILED")
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

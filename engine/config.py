@@ -1,0 +1,138 @@
+"""Daemon settings: command-line flags merged with a daemon.json, and every path derived from two roots.
+
+As dockerd does, a setting given both as a flag and in the file is an error rather than a silent
+precedence rule. Paths (sockets, database, shims, bundles) are derived from ``root`` and ``exec_root``
+only, so a test daemon is isolated by choosing those two.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine import store
+from engine.errors import InvalidArgument
+
+DEFAULT_ROOT = "/var/lib/engine"
+DEFAULT_EXEC_ROOT = "/run/engine"
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error", "fatal")
+
+# daemon.json key -> Config attribute (Docker's names where Docker has the setting)
+FILE_KEYS = {
+    "data-root": "root",
+    "exec-root": "exec_root",
+    "hosts": "hosts",
+    "containerd": "containerd_socket",
+    "log-level": "log_level",
+    "debug": "debug",
+    "tls": "tls",
+    "tlsverify": "tlsverify",
+    "tlscacert": "tlscacert",
+    "tlscert": "tlscert",
+    "tlskey": "tlskey",
+    "group": "group",
+    "journal-durability": "journal_durability",
+    "cgroup-parent": "cgroup_parent",
+    "labels": "labels",
+}
+
+
+@dataclass
+class Config:
+    root: str = DEFAULT_ROOT
+    exec_root: str = DEFAULT_EXEC_ROOT
+    hosts: list[str] = field(default_factory=list)
+    containerd_socket: str = ""
+    log_level: str = "info"
+    debug: bool = False
+    tls: bool | None = None
+    tlsverify: bool = False
+    tlscacert: str = ""
+    tlscert: str = ""
+    tlskey: str = ""
+    group: str = "engine"
+    journal_durability: str = "normal"
+    cgroup_parent: str = "engine"
+    labels: list[str] = field(default_factory=list)
+    config_file: str = ""
+
+    # ---- derived paths ------------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return Path(self.root) / "engine.db"
+
+    @property
+    def lock_path(self) -> Path:
+        return Path(self.root) / "engine.lock"
+
+    @property
+    def docker_socket(self) -> Path:
+        return Path(self.exec_root) / "docker.sock"
+
+    @property
+    def grpc_socket(self) -> Path:
+        return Path(self.containerd_socket or Path(self.exec_root) / "containerd.sock")
+
+    @property
+    def docker_hosts(self) -> list[str]:
+        return self.hosts or [f"unix://{self.docker_socket}"]
+
+    def validate(self) -> Config:
+        if self.log_level not in LOG_LEVELS:
+            raise InvalidArgument(f"invalid log level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+        if self.journal_durability not in store.SYNC_MODES:
+            raise InvalidArgument(
+                f"invalid journal-durability {self.journal_durability!r}: use one of {', '.join(store.SYNC_MODES)}"
+            )
+        for attr in ("root", "exec_root"):
+            if not Path(getattr(self, attr)).is_absolute():
+                raise InvalidArgument(f"{attr.replace('_', '-')} must be an absolute path: {getattr(self, attr)!r}")
+        if self.tlsverify and not (self.tlscacert and self.tlscert and self.tlskey):
+            raise InvalidArgument("--tlsverify needs --tlscacert, --tlscert and --tlskey")
+        if self.tls and not (self.tlscert and self.tlskey):
+            raise InvalidArgument("--tls needs --tlscert and --tlskey")
+        return self
+
+
+def load(flags: dict[str, Any], config_file: str | None) -> Config:
+    """Build the Config from flags that were given (not defaults) and an optional daemon.json."""
+    cfg = Config()
+    from_file: dict[str, Any] = {}
+    if config_file:
+        try:
+            raw = Path(config_file).read_text()
+        except OSError as err:
+            raise InvalidArgument(f"unable to read config file {config_file}: {err.strerror}") from err
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError as err:
+            raise InvalidArgument(f"invalid JSON in config file {config_file}: {err}") from err
+        if not isinstance(data, dict):
+            raise InvalidArgument(f"config file {config_file} must hold a JSON object")
+        unknown = sorted(set(data) - set(FILE_KEYS))
+        if unknown:
+            raise InvalidArgument(f"unknown keys in config file {config_file}: {', '.join(unknown)}")
+        from_file = {FILE_KEYS[k]: v for k, v in data.items()}
+        cfg.config_file = config_file
+    both = sorted(k for k in from_file if k in flags)
+    if both:
+        names = {v: k for k, v in FILE_KEYS.items()}
+        listed = ", ".join(f"{names[k]}: (from flag: {flags[k]}, from file: {from_file[k]})" for k in both)
+        raise InvalidArgument(f"the following directives are specified both as a flag and in the configuration file: {listed}")
+    known = {f.name: f.type for f in fields(Config)}
+    for key, value in {**from_file, **flags}.items():
+        if key not in known:
+            raise InvalidArgument(f"unknown setting {key}")
+        default = getattr(cfg, key)
+        if isinstance(default, list) and not isinstance(value, list):
+            raise InvalidArgument(f"{key} must be a list")
+        if isinstance(default, bool) and not isinstance(value, bool) and value is not None:
+            raise InvalidArgument(f"{key} must be true or false")
+        if isinstance(default, str) and not isinstance(value, str):
+            raise InvalidArgument(f"{key} must be a string")
+        setattr(cfg, key, value)
+    if cfg.debug:
+        cfg.log_level = "debug"
+    return cfg.validate()

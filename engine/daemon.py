@@ -1,0 +1,223 @@
+"""The composition root: config → journal → services → servers; signals; a clean shutdown.
+
+One uvloop process. Start-up order: take the root's lock (a second daemon on the same root exits at once),
+open and migrate the journal, record ``daemon.started`` (noting whether the previous run stopped
+cleanly), then open the Docker API and containerd sockets. SIGTERM/SIGINT stop accepting, let requests in
+flight finish, record ``daemon.stopped`` and close the journal; SIGHUP re-reads the config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import grp
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import engine
+from engine.config import Config
+from engine.errors import EngineError, Unavailable
+from engine.events.journal import Journal
+from engine.events.types import DaemonInitialized, DaemonReloaded, DaemonStarted, DaemonStopped
+from engine.services import Services, all_projections
+from engine.services.namespaces import NamespaceService
+
+log = logging.getLogger("engine.daemon")
+ACTOR = "daemon"
+
+
+class RootLock:
+    """An exclusive flock on <root>/engine.lock holding the owner's pid."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise Unavailable(
+                f"another engine daemon (pid {owner}) is already running on root {self.path.parent}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)
+            self.fd = -1
+
+
+def secure_socket(path: str, group: str) -> None:
+    """Mode 0660 and, when the group exists, owned by it (as dockerd does with `docker`)."""
+    os.chmod(path, 0o660)
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return
+    os.chown(path, 0, gid)
+
+
+async def _identity(journal: Journal) -> tuple[str, bool]:
+    """(daemon uuid, whether the previous daemon stopped cleanly), initialising a new journal."""
+
+    def q(conn):  # type: ignore[no-untyped-def]
+        first = conn.execute("SELECT subject FROM events WHERE type = 'daemon.initialized' ORDER BY seq LIMIT 1").fetchone()
+        last = conn.execute(
+            "SELECT type FROM events WHERE type IN ('daemon.started', 'daemon.stopped') ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (first[0] if first else None), (last is None or last[0] == "daemon.stopped")
+
+    daemon_id, clean = await journal.run_read(q)  # type: ignore[misc]
+    if daemon_id is None:
+        daemon_id = str(uuid.uuid4())
+        await journal.append([DaemonInitialized(daemon_id=daemon_id, version=engine.__version__)],
+                             namespace="", actor=ACTOR, cause="init")
+    return daemon_id, clean
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.lock = RootLock(cfg.lock_path)
+        self.stopping = asyncio.Event()
+        self.stop_signal = ""
+        self.journal: Journal | None = None
+        self.services: Services | None = None
+        self.servers: list = []
+
+    async def run(self) -> None:
+        cfg = self.cfg
+        os.makedirs(cfg.root, 0o711, exist_ok=True)
+        os.makedirs(cfg.exec_root, 0o711, exist_ok=True)
+        self.lock.acquire()
+        try:
+            self.journal = Journal(cfg.db_path, all_projections(), synchronous=cfg.journal_durability)
+            await self.journal.open()
+            try:
+                await self._serve()
+            finally:
+                await self.journal.close()
+        finally:
+            self.lock.release()
+
+    async def _serve(self) -> None:
+        cfg, journal = self.cfg, self.journal
+        assert journal is not None
+        daemon_id, clean = await _identity(journal)
+        if not clean:
+            log.warning("the previous daemon on this root did not stop cleanly: recovering")
+        await journal.append([DaemonStarted(daemon_id=daemon_id, pid=os.getpid(), version=engine.__version__,
+                                            previous_stop_clean=clean)], namespace="", actor=ACTOR, cause="start")
+        self.services = services = Services(journal=journal, namespaces=NamespaceService(journal),
+                                            daemon_uuid=daemon_id, config=cfg, started_ns=time.time_ns())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        try:
+            await self._start_servers(services)
+            log.info("engine %s running (root %s, exec-root %s, journal at seq %d)", engine.__version__,
+                     cfg.root, cfg.exec_root, journal.last_seq)
+            await self.stopping.wait()
+            log.info("stopping on %s", self.stop_signal or "request")
+        finally:
+            await self._stop_servers()
+            await journal.append([DaemonStopped(daemon_id=daemon_id, pid=os.getpid(), signal=self.stop_signal)],
+                                 namespace="", actor=ACTOR, cause="stop")
+
+    async def _start_servers(self, services: Services) -> None:
+        from engine.api.docker.server import serve_docker
+
+        cfg = self.cfg
+        self.servers.append(await serve_docker(services, cfg, lambda p: secure_socket(p, cfg.group)))
+        grpc_path = str(cfg.grpc_socket)
+        if os.path.exists(grpc_path):
+            os.unlink(grpc_path)
+        os.makedirs(os.path.dirname(grpc_path), exist_ok=True)
+        try:  # TEMPORARY until the containerd transport lands
+            from engine.api.containerd.server import serve_containerd
+        except ImportError:
+            log.error("containerd API not available yet")
+            return
+        self.servers.append(await serve_containerd(services, grpc_path))
+        secure_socket(grpc_path, cfg.group)
+        log.info("containerd API listening on unix://%s", grpc_path)
+
+    async def _stop_servers(self) -> None:
+        for server in reversed(self.servers):
+            try:
+                if hasattr(server, "stop") and asyncio.iscoroutinefunction(server.stop):
+                    await server.stop()
+                else:  # grpclib
+                    server.close()
+                    await asyncio.wait_for(server.wait_closed(), 5)
+            except Exception:
+                log.exception("error while stopping a server")
+        for host in self.cfg.docker_hosts:
+            if host.startswith("unix://"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(host[len("unix://"):])
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.cfg.grpc_socket)
+
+    def _on_stop(self, sig: signal.Signals) -> None:
+        if self.stopping.is_set():
+            log.warning("second %s: stopping now", sig.name)
+            return
+        self.stop_signal = sig.name
+        self.stopping.set()
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config file; settings that can change live are applied and journaled."""
+        from engine import config as config_mod
+
+        cfg = self.cfg
+        if not cfg.config_file or self.services is None or self.journal is None:
+            log.info("SIGHUP: no config file to reload")
+            return
+        try:
+            new = config_mod.load({}, cfg.config_file)
+        except EngineError as err:
+            log.error("SIGHUP: config not reloaded: %s", err)
+            return
+        cfg.labels = new.labels
+        cfg.log_level = new.log_level
+        logging.getLogger().setLevel(_py_level(new.log_level))
+        attrs = {"labels": ",".join(new.labels), "log-level": new.log_level}
+        await self.journal.append([DaemonReloaded(daemon_id=self.services.daemon_uuid, name=os.uname().nodename,
+                                                  attributes=attrs)], namespace="", actor="signal:SIGHUP",
+                                  cause="reload")
+        log.info("configuration reloaded from %s", cfg.config_file)
+
+
+def _py_level(level: str) -> int:
+    return {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING,
+            "error": logging.ERROR, "fatal": logging.CRITICAL}[level]
+
+
+def main(cfg: Config) -> int:
+    """Run the daemon in the foreground; returns the process exit code."""
+    logging.basicConfig(level=_py_level(cfg.log_level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvloop
+
+    daemon = Daemon(cfg)
+    try:
+        uvloop.run(daemon.run())
+    except EngineError as err:
+        print(f"engine daemon: {err}", file=sys.stderr)
+        return 1
+    return 0
