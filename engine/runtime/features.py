@@ -38,4 +38,5 @@ def features() -> dict:
 
 
 def version_text() -> str:
-    return f"engine-runtime version {VERSION}\nspec: {OCI_VERSION}\n"
+    # runc's shape: containerd's runc shim parses "version", "commit" and "spec" lines
+    return f"engine-runtime version {VERSION}\ncommit: engine-{VERSION}\nspec: {OCI_VERSION}\n"
