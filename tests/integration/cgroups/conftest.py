@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runtime.cgroups import layout
+from engine.runtime.cgroups import detect, layout
 
 
 def pytest_collection_modifyitems(items):
@@ -125,18 +125,31 @@ def spawn():
 
 @pytest.fixture(autouse=True)
 def unified_subtree():
-    root = layout.HYBRID_UNIFIED
+    """Restore the cgroup2 root's subtree_control; one test at a time across xdist workers.
+
+    The lock is a flock on the cgroup2 root directory itself (nothing to clean up), held
+    for the whole test, so one worker's restore cannot race another worker's enable.
+    """
+    import fcntl
+
+    root = layout.HYBRID_UNIFIED if detect() == "v1" else layout.CGROUP_ROOT
     ctl = os.path.join(root, "cgroup.subtree_control")
-    before = set(Path(ctl).read_text().split()) if os.path.exists(ctl) else None
-    yield root
-    if before is None:
+    if not os.path.exists(ctl):
+        yield root
         return
-    for c in set(Path(ctl).read_text().split()) - before:
-        try:
-            with open(ctl, "w") as f:
-                f.write(f"-{c}")
-        except OSError:
-            pass  # still used by a cgroup someone else made: leave it on
+    lock = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = set(Path(ctl).read_text().split())
+        yield root
+        for c in set(Path(ctl).read_text().split()) - before:
+            try:
+                with open(ctl, "w") as f:
+                    f.write(f"-{c}")
+            except OSError:
+                pass  # still used by a cgroup someone else made: leave it on
+    finally:
+        os.close(lock)
 
 
 @pytest.fixture
