@@ -46,8 +46,10 @@ def rt(request):
     try:
         yield runtime
     finally:
-        runtime.cleanup()
+        problems = runtime.cleanup()
         left = mounts_under(workdir)
         # never rmtree through a mount: it would delete the mounted files
         assert not left, f"mounts left under {workdir}: {left}"
         shutil.rmtree(workdir, ignore_errors=True)
+    # `delete --force` must leave nothing for the cleanup to do by hand
+    assert not problems, f"{name}: delete --force left: {problems}"
