@@ -101,6 +101,7 @@ def test_set_reads_back(parent, unified_subtree):
     )
     # hugetlb lives in the cgroup2 tree on this hybrid host
     assert read(m, "", "hugetlb.2MB.max") == str(4 << 20)
+    assert m.stats()["hugetlb"]["2MB"] == {"failcnt": 0}
     assert warnings == []
     # a second set changes only what it names and the devices transition is minimal
     m.set({"memory": {"limit": 256 << 20, "swap": -1}, "devices": [{"allow": True, "access": "rwm"}]})
