@@ -34,14 +34,21 @@ Design choices:
   ``listenerPath`` and the caller must send the listener fd returned by seccomp(2) to that
   socket (runtime-spec "seccomp state"). Not allowed as the default action nor for
   ``write``, as in runc (the runtime needs write to report the listener fd).
-* Not done (runc does it): patching the program so that syscalls newer than the profile
-  return ENOSYS instead of the default action.
+* Syscalls newer than the profile fail with ENOSYS, not with the default action, as with
+  runc: unless the default action is permissive (ALLOW, LOG, TRACE) or already ENOSYS, a
+  stub is put in front of libseccomp's program that, per architecture, returns
+  ERRNO(ENOSYS) for a syscall number above the largest one the profile names. A caller
+  (glibc) then falls back to an older syscall instead of failing with EPERM. On x86_64
+  the x32 half (bit 30 set) has its own bound when the profile lists SCMP_ARCH_X32 and is
+  left to the filter otherwise. Unlike runc, a profile without ``architectures`` gets the
+  stub for the native architecture (the only one its filter accepts).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import struct
 import threading
 from typing import Any
 
@@ -106,6 +113,18 @@ _ATTR_CTL_SSB = 7
 _ATTR_CTL_OPTIMIZE = 8
 
 _MAX_ARGS = 6
+_ENOSYS_ACTION = _ACT_ERRNO_BASE | errno.ENOSYS
+_PERMISSIVE_DEFAULTS = {ACT_ALLOW, ACT_LOG}
+_ARCH_X86_64 = 0xC000003E  # AUDIT_ARCH_X86_64 (also libseccomp's token for it)
+_ARCH_X32 = 0x4000003E  # libseccomp's made-up token for x32; the kernel reports x86_64
+_X32_BIT = 0x40000000
+# classic BPF opcodes
+_LD_W_ABS = 0x20
+_JMP_JA = 0x05
+_JMP_JEQ_K = 0x15
+_JMP_JGT_K = 0x25
+_JMP_JSET_K = 0x45
+_RET_K = 0x06
 _NR_SCMP_ERROR = -1
 _U64 = (1 << 64) - 1
 
@@ -124,6 +143,7 @@ uint32_t seccomp_arch_native(void);
 int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
 int seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
 int seccomp_syscall_resolve_name(const char *name);
+int seccomp_syscall_resolve_name_arch(uint32_t arch_token, const char *name);
 int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
                            unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
 int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
@@ -332,9 +352,87 @@ def compile_profile(seccomp: dict) -> bytes:
                 rc = lib.seccomp_rule_add_array(ctx, action, nr, len(group), arr)
                 if rc < 0:
                     raise InvalidArgument(f"seccomp: cannot add rule for syscall {name}: {os.strerror(-rc)}")
-        return _export(lib, ctx)
+        prog = _export(lib, ctx)
     finally:
         lib.seccomp_release(ctx)
+    if _wants_enosys_stub(default):
+        names = {name for entry in syscalls for name in entry["names"]}
+        prog = _enosys_stub(lib, arch_tokens or [lib.seccomp_arch_native()], names) + prog
+    return prog
+
+
+def _wants_enosys_stub(default: int) -> bool:
+    if default in _PERMISSIVE_DEFAULTS or default & 0xFFFF0000 == _ACT_TRACE_BASE:
+        return False
+    return default != _ENOSYS_ACTION
+
+
+def _enosys_stub(lib: Any, tokens: list[int], names: set[str]) -> bytes:
+    """BPF to put before the filter: ERRNO(ENOSYS) for syscalls above the profile's largest.
+
+    Layout: load the arch; per arch a block "jeq arch (else next block); load nr;
+    [x86_64: jset x32 bit]; jgt largest → ENOSYS, else → filter"; after the blocks a jump
+    to the filter, then the ENOSYS return. Jumps are forward and short (< 256).
+    """
+    largest: dict[int, int] = {}
+    for token in dict.fromkeys(tokens):
+        nrs = [lib.seccomp_syscall_resolve_name_arch(token, n.encode()) for n in names]
+        valid = [nr for nr in nrs if nr >= 0]
+        if valid:
+            largest[token] = max(valid)
+    x32 = largest.pop(_ARCH_X32, None)
+    if x32 is not None and _ARCH_X86_64 not in largest:
+        largest[_ARCH_X86_64] = -1  # only the x32 half has a bound
+    if not largest:
+        return b""
+
+    # instructions as (code, jt, jf, k) with symbolic jump targets resolved below
+    code: list[tuple[int, Any, Any, int]] = [(_LD_W_ABS, 0, 0, 4)]
+    for i, (arch, top) in enumerate(largest.items()):
+        nxt = f"arch{i + 1}"
+        code.append((_JMP_JEQ_K, 0, nxt, arch))
+        code.append((_LD_W_ABS, 0, 0, 0))
+        if arch == _ARCH_X86_64:
+            code.append((_JMP_JSET_K, f"x32_{i}", 0, _X32_BIT))
+            code.append((_JMP_JGT_K, "enosys", "filter", top) if top >= 0 else (_JMP_JA, 0, 0, "filter"))
+            code.append(("label", f"x32_{i}", 0, 0))
+            if x32 is not None:
+                code.append((_JMP_JGT_K, "enosys", "filter", x32))
+            else:
+                code.append((_JMP_JA, 0, 0, "filter"))
+        else:
+            code.append((_JMP_JGT_K, "enosys", "filter", top))
+        code.append(("label", nxt, 0, 0))
+    code.append((_JMP_JA, 0, 0, "filter"))
+    code.append(("label", "enosys", 0, 0))
+    code.append((_RET_K, 0, 0, _ENOSYS_ACTION))
+    code.append(("label", "filter", 0, 0))
+    return _assemble(code)
+
+
+def _assemble(code: list[tuple[Any, Any, Any, Any]]) -> bytes:
+    """Resolve label names to forward offsets and pack ``struct sock_filter`` entries."""
+    labels: dict[str, int] = {}
+    body = []
+    for ins in code:
+        if ins[0] == "label":
+            labels[ins[1]] = len(body)
+        else:
+            body.append(ins)
+
+    def rel(target: Any, pc: int, limit: int) -> int:
+        off = labels[target] - pc - 1 if isinstance(target, str) else int(target)
+        if not 0 <= off <= limit:
+            raise EngineError(f"seccomp enosys stub: jump of {off} does not fit")
+        return off
+
+    out = bytearray()
+    for pc, (op, jt, jf, k) in enumerate(body):
+        if op == _JMP_JA:
+            out += struct.pack("=HBBI", op, 0, 0, rel(k, pc, 0xFFFFFFFF))
+        else:
+            out += struct.pack("=HBBI", op, rel(jt, pc, 255), rel(jf, pc, 255), k)
+    return bytes(out)
 
 
 def _set_attr(lib: Any, ctx: Any, attr: int, value: int, what: str) -> None:

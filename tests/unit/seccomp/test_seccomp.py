@@ -320,3 +320,80 @@ def test_generated_ffi_module_matches_the_cdef(tmp_path):
     assert target.read_text() == committed, "run engine.runtime.seccomp.generate_ffi_module()"
     ffi, _ = seccomp._libseccomp()
     assert type(ffi).__module__ == "_cffi_backend"  # the pre-parsed tables are in use
+
+
+# -- syscalls newer than the profile get ENOSYS (runc's behaviour) ---------------------------
+
+
+def test_syscalls_above_the_profile_get_enosys_others_the_default():
+    profile = json.loads((DATA / "seccomp_docker_like.json").read_text())
+    prog = compile_profile(profile)
+
+    def probe():
+        return {
+            "beyond": try_call(libc_call("syscall", 1000, 0, 0)),
+            "next_after_largest": try_call(libc_call("syscall", 453, 0, 0)),  # largest named: fchmodat2=452
+            "unlisted_below": try_call(libc_call("syscall", 165, 0, 0, 0, 0, 0)),  # mount
+            "allowed": try_call(os.getcwd),
+        }
+
+    result, _ = run_filtered(prog, probe)
+    assert result == {
+        "beyond": errno.ENOSYS,
+        "next_after_largest": errno.ENOSYS,
+        "unlisted_below": errno.EPERM,
+        "allowed": 0,
+    }
+
+
+def test_enosys_stub_covers_every_listed_architecture():
+    profile = json.loads((DATA / "seccomp_docker_like.json").read_text())
+    stub_archs = set()
+    for code, _jt, _jf, k in instructions(compile_profile(profile)):
+        if code == 0x06:  # the stub ends at its ENOSYS return
+            assert k == 0x00050000 | errno.ENOSYS
+            break
+        if code == 0x15:
+            stub_archs.add(k)
+    assert stub_archs == {0xC000003E, 0x40000003}  # x86_64 (with its x32 half) and i386
+
+
+def test_enosys_stub_with_a_kill_default():
+    allow = [
+        "read",
+        "write",
+        "exit_group",
+        "exit",
+        "rt_sigreturn",
+        "getcwd",
+        "mmap",
+        "munmap",
+        "brk",
+        "close",
+    ]
+    allow += ["futex", "rt_sigprocmask", "rt_sigaction", "getpid", "newfstatat", "fstat", "lseek", "madvise"]
+    profile = {
+        "defaultAction": "SCMP_ACT_KILL_PROCESS",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": allow, "action": ALLOW}],
+    }
+    result, status = run_filtered(
+        compile_profile(profile), lambda: try_call(libc_call("syscall", 1000, 0, 0))
+    )
+    assert result == errno.ENOSYS and os.WIFEXITED(status)
+
+
+@pytest.mark.parametrize(
+    ("default", "ret"), [("SCMP_ACT_ALLOW", None), ("SCMP_ACT_LOG", None), ("SCMP_ACT_ERRNO", errno.ENOSYS)]
+)
+def test_no_enosys_stub_for_permissive_or_enosys_defaults(default, ret):
+    rules = [{"names": ["getcwd"], "action": "SCMP_ACT_KILL"}]
+    profile = {"defaultAction": default, "architectures": ["SCMP_ARCH_X86_64"], "syscalls": rules}
+    if ret is not None:
+        profile["defaultErrnoRet"] = ret
+    # with a stub the x86_64 arch is compared twice (stub, then libseccomp's program)
+    arch_checks = [i for i in instructions(compile_profile(profile)) if i[0] == 0x15 and i[3] == 0xC000003E]
+    assert len(arch_checks) == 1
+    profile["defaultAction"], profile["defaultErrnoRet"] = "SCMP_ACT_ERRNO", errno.EPERM
+    arch_checks = [i for i in instructions(compile_profile(profile)) if i[0] == 0x15 and i[3] == 0xC000003E]
+    assert len(arch_checks) == 2
