@@ -116,11 +116,13 @@ def spawn(
     fork_init: bool = False,
     joins: list[tuple[int, int, str]] | None = None,
     timens_offsets: str = "",
+    cgroup_fd: int = -1,
 ) -> int:
     """Clone the container process; returns its pid (the stage-1 child's when ``stage1``).
 
     The child waits on ``sync_fd`` for the GO message that carries its setup program.
     ``joins`` is (fd, nstype, name) for namespaces to enter (stage 1 only), user namespace first.
+    ``cgroup_fd`` (a cgroup2 directory) makes the child start in that cgroup (CLONE_INTO_CGROUP).
     """
     args = ffi.new("struct eng_spawn_args *")
     args.clone_flags = clone_flags
@@ -128,6 +130,7 @@ def spawn(
     args.fork_init = 1 if fork_init else 0
     args.sync_fd = sync_fd
     args.parent_fd = parent_fd
+    args.cgroup_fd = cgroup_fd
     keep = []
     joins = joins or []
     args.njoin = len(joins)

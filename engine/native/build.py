@@ -45,6 +45,7 @@ ffibuilder.cdef(
         const int *join_types;
         const char *const *join_names;
         const char *timens_offsets;
+        int cgroup_fd;
     };
     int eng_spawn(const struct eng_spawn_args *a);
     int eng_pivot_root(const char *new_root, const char *put_old);

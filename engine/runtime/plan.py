@@ -43,13 +43,14 @@ class Context:
 
     __slots__ = (
         "rootfs", "bundle", "no_pivot", "console_fd", "fifo_dirfd", "preserve_fds", "userns",
-        "cgroup_mounts", "joins", "new_cgroupns", "state_path_hooks",
+        "cgroup_mounts", "joins", "new_cgroupns", "cgroup_tasks",
     )
 
     def __init__(self, rootfs: str = "/", bundle: str = "/", *, no_pivot: bool = False,
                  console_fd: int = -1, fifo_dirfd: int = -1, preserve_fds: int = 0,
                  userns: bool = False, cgroup_mounts: list | None = None,
-                 joins: list[tuple[int, int, str]] | None = None, new_cgroupns: bool = False) -> None:
+                 joins: list[tuple[int, int, str]] | None = None, new_cgroupns: bool = False,
+                 cgroup_tasks: list[str] | None = None) -> None:
         self.rootfs = rootfs
         self.bundle = bundle
         self.no_pivot = no_pivot
@@ -61,6 +62,8 @@ class Context:
         self.cgroup_mounts = cgroup_mounts or []
         self.joins = joins or []  # (fd, nstype, name) entered by the child itself (fast path)
         self.new_cgroupns = new_cgroupns
+        # v1 "tasks" files the child writes "0" to, joining its cgroups itself (see create.py)
+        self.cgroup_tasks = cgroup_tasks or []
 
 
 def _clean(path: str) -> str:
@@ -71,8 +74,9 @@ def _clean(path: str) -> str:
 def build_create(config: dict, ctx: Context) -> p.Program:
     """The program for a container's init process."""
     prog = p.Program()
-    linux = config.get("linux") or {}
     proc = config["process"]
+    for path in ctx.cgroup_tasks:
+        prog.add(p.OP_WRITE, (), (path, "0"))
     for fd, nstype, name in ctx.joins:
         prog.add(p.OP_SETNS, (fd, nstype), (name,))
     if ctx.userns:

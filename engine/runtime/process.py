@@ -40,7 +40,7 @@ class Launch:
     """How to make the process: clone flags, namespaces to join, fast path or stage 1."""
 
     __slots__ = ("clone_flags", "new_cgroupns", "stage1", "fork_init", "stage1_joins", "child_joins",
-                 "new_userns", "userns", "uid_map", "gid_map", "timens_offsets", "_fds")
+                 "new_userns", "userns", "uid_map", "gid_map", "timens_offsets", "cgroup_fd", "_fds")
 
     def __init__(self, namespaces: dict[str, str], *, uid_mappings: list | None = None,
                  gid_mappings: list | None = None, time_offsets: dict | None = None) -> None:
@@ -71,8 +71,12 @@ class Launch:
         if self.new_userns and not (self.uid_map and self.gid_map):
             raise InvalidArgument("user namespaces need uidMappings and gidMappings")
         self.timens_offsets = _timens_text(time_offsets)
+        self.cgroup_fd = -1  # a cgroup2 directory to clone into (create.py sets it)
 
     def close(self) -> None:
+        if self.cgroup_fd >= 0:
+            self._fds.append(self.cgroup_fd)
+            self.cgroup_fd = -1
         for fd in self._fds:
             try:
                 os.close(fd)
@@ -143,6 +147,7 @@ def launch(launch_spec: Launch, build_program, *, state_json=None, on_pid=None, 
                 fork_init=launch_spec.fork_init,
                 joins=launch_spec.stage1_joins,
                 timens_offsets=launch_spec.timens_offsets,
+                cgroup_fd=launch_spec.cgroup_fd,
             )
         except OSError as e:
             raise FailedPrecondition(f"clone: {(e.strerror or str(e)).lower()}") from e

@@ -149,13 +149,28 @@ static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt,
 
 #define DIE_ERRNO(fmt, ...) die(fmt ": %s", __VA_ARGS__, strerror(errno))
 
-static long raw_clone3(unsigned long flags)
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* fork-like clone3; with cgroup_fd >= 0 the child starts in that cgroup2 directory, which
+ * spares the migration (and its RCU grace period) that writing cgroup.procs would cost */
+static long raw_clone3_cg(unsigned long flags, int cgroup_fd)
 {
     struct eng_clone_args a;
     memset(&a, 0, sizeof(a));
     a.flags = flags;
     a.exit_signal = SIGCHLD;
+    if (cgroup_fd >= 0) {
+        a.flags |= CLONE_INTO_CGROUP;
+        a.cgroup = (uint64_t)cgroup_fd;
+    }
     return syscall(SYS_clone3, &a, sizeof(a));
+}
+
+static long raw_clone3(unsigned long flags)
+{
+    return raw_clone3_cg(flags, -1);
 }
 
 /* ---- path helpers: resolve inside the rootfs, creating what is missing ---- */
@@ -898,7 +913,7 @@ int eng_spawn(const struct eng_spawn_args *a)
          * work (cgroups) instead of adding to it. */
         unsigned long at_clone = a->clone_flags & (CLONE_NEWUSER | CLONE_NEWPID);
         unsigned long later = a->clone_flags & ~at_clone;
-        long pid = raw_clone3(at_clone);
+        long pid = raw_clone3_cg(at_clone, a->cgroup_fd);
         if (pid < 0)
             return -errno;
         if (pid > 0)
@@ -910,7 +925,7 @@ int eng_spawn(const struct eng_spawn_args *a)
             DIE_ERRNO("unshare namespaces %#lx", later);
         child_main();
     }
-    pid_t pid = fork();
+    pid_t pid = (pid_t)raw_clone3_cg(0, a->cgroup_fd);
     if (pid < 0)
         return -errno;
     if (pid > 0)

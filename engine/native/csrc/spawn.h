@@ -71,6 +71,7 @@ struct eng_spawn_args {
     const int *join_types;
     const char *const *join_names;
     const char *timens_offsets; /* written by stage 1 to /proc/self/timens_offsets */
+    int cgroup_fd;              /* >= 0: clone3(CLONE_INTO_CGROUP) into this cgroup2 directory */
 };
 
 int eng_spawn(const struct eng_spawn_args *a);
