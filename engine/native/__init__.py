@@ -48,8 +48,9 @@ def setns(fd: int, nstype: int = 0) -> None:
     _check(lib.setns(fd, nstype), "setns")
 
 
-def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
-          data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None = None, flags: int = 0, data: str | None = None
+) -> None:
     src = source.encode() if source is not None else ffi.NULL
     fs = fstype.encode() if fstype is not None else ffi.NULL
     dat = data.encode() if data is not None else ffi.NULL

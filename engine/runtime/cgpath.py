@@ -58,8 +58,9 @@ def _proc_cgroups(pid: int) -> dict[str, str]:
     return out
 
 
-def mount_entries(pid: int, new_cgroupns: bool, dirs: list[str] | None = None
-                  ) -> list[tuple[str, str, str, str, bool]]:
+def mount_entries(
+    pid: int, new_cgroupns: bool, dirs: list[str] | None = None
+) -> list[tuple[str, str, str, str, bool]]:
     """(name under /sys/fs/cgroup, source, fstype, data, is_bind) per host cgroup hierarchy.
 
     A single entry named "" means the unified (v2) layout: mount it at the destination itself.
@@ -75,14 +76,14 @@ def mount_entries(pid: int, new_cgroupns: bool, dirs: list[str] | None = None
             src = next((d for d in dirs if d.startswith(mp + "/")), None)
             if src is None:
                 return mount_entries(pid, new_cgroupns)
-            out.append((mp[len("/sys/fs/cgroup"):].lstrip("/"), src, fstype, "", True))
+            out.append((mp[len("/sys/fs/cgroup") :].lstrip("/"), src, fstype, "", True))
         return out
     procs = _proc_cgroups(pid)
     out = []
     for mp, root, fstype, superopts in hier:
         if not mp.startswith("/sys/fs/cgroup"):
             continue
-        name = mp[len("/sys/fs/cgroup"):].lstrip("/")
+        name = mp[len("/sys/fs/cgroup") :].lstrip("/")
         if fstype == "cgroup2":
             key = ""
         else:
@@ -101,5 +102,19 @@ def mount_entries(pid: int, new_cgroupns: bool, dirs: list[str] | None = None
     return out
 
 
-_V1 = {"cpuset", "cpu", "cpuacct", "memory", "devices", "freezer", "blkio", "pids", "hugetlb",
-       "net_cls", "net_prio", "perf_event", "rdma", "misc"}
+_V1 = {
+    "cpuset",
+    "cpu",
+    "cpuacct",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "rdma",
+    "misc",
+}

@@ -22,13 +22,26 @@ from engine.errors import EngineError
 PROG = "engine-runtime"
 
 GLOBAL_FLAGS = {
-    "root": True, "log": True, "log-format": True, "debug": False, "systemd-cgroup": False,
-    "rootless": True, "criu": True, "help": False, "h": False, "version": False, "v": False,
+    "root": True,
+    "log": True,
+    "log-format": True,
+    "debug": False,
+    "systemd-cgroup": False,
+    "rootless": True,
+    "criu": True,
+    "help": False,
+    "h": False,
+    "version": False,
+    "v": False,
 }
 
 # command -> {flag: takes_value}, aliases, (min args, max args or -1)
 _COMMON_CREATE = {
-    "bundle": True, "console-socket": True, "pid-file": True, "no-pivot": False, "no-new-keyring": False,
+    "bundle": True,
+    "console-socket": True,
+    "pid-file": True,
+    "no-pivot": False,
+    "no-new-keyring": False,
     "preserve-fds": True,
 }
 COMMANDS: dict[str, tuple[dict[str, bool], dict[str, str], tuple[int, int]]] = {
@@ -43,19 +56,55 @@ COMMANDS: dict[str, tuple[dict[str, bool], dict[str, str], tuple[int, int]]] = {
     "pause": ({}, {}, (1, 1)),
     "resume": ({}, {}, (1, 1)),
     "exec": (
-        {"console-socket": True, "cwd": True, "env": True, "tty": False, "user": True, "additional-gids": True,
-         "process": True, "detach": False, "pid-file": True, "process-label": True, "apparmor": True,
-         "no-new-privs": False, "cap": True, "preserve-fds": True, "cgroup": True, "ignore-paused": False},
-        {"e": "env", "t": "tty", "u": "user", "g": "additional-gids", "p": "process", "d": "detach",
-         "c": "cap"},
+        {
+            "console-socket": True,
+            "cwd": True,
+            "env": True,
+            "tty": False,
+            "user": True,
+            "additional-gids": True,
+            "process": True,
+            "detach": False,
+            "pid-file": True,
+            "process-label": True,
+            "apparmor": True,
+            "no-new-privs": False,
+            "cap": True,
+            "preserve-fds": True,
+            "cgroup": True,
+            "ignore-paused": False,
+        },
+        {
+            "e": "env",
+            "t": "tty",
+            "u": "user",
+            "g": "additional-gids",
+            "p": "process",
+            "d": "detach",
+            "c": "cap",
+        },
         (1, -1),
     ),
     "update": (
-        {"resources": True, "blkio-weight": True, "cpu-period": True, "cpu-quota": True,
-         "cpu-rt-period": True, "cpu-rt-runtime": True, "cpu-share": True, "cpuset-cpus": True,
-         "cpuset-mems": True, "kernel-memory": True, "kernel-memory-tcp": True, "memory": True,
-         "memory-reservation": True, "memory-swap": True, "pids-limit": True, "l3-cache-schema": True,
-         "mem-bw-schema": True},
+        {
+            "resources": True,
+            "blkio-weight": True,
+            "cpu-period": True,
+            "cpu-quota": True,
+            "cpu-rt-period": True,
+            "cpu-rt-runtime": True,
+            "cpu-share": True,
+            "cpuset-cpus": True,
+            "cpuset-mems": True,
+            "kernel-memory": True,
+            "kernel-memory-tcp": True,
+            "memory": True,
+            "memory-reservation": True,
+            "memory-swap": True,
+            "pids-limit": True,
+            "l3-cache-schema": True,
+            "mem-bw-schema": True,
+        },
         {"r": "resources"},
         (1, 1),
     ),
@@ -70,15 +119,16 @@ class Usage(Exception):
     pass
 
 
-def parse_flags(argv: list[str], spec: dict[str, bool], aliases: dict[str, str],
-                stop_at_positional: bool = True) -> tuple[dict, list[str]]:
+def parse_flags(
+    argv: list[str], spec: dict[str, bool], aliases: dict[str, str], stop_at_positional: bool = True
+) -> tuple[dict, list[str]]:
     opts: dict = {}
     rest: list[str] = []
     i = 0
     while i < len(argv):
         a = argv[i]
         if a == "--":
-            rest.extend(argv[i + 1:])
+            rest.extend(argv[i + 1 :])
             break
         if a.startswith("-") and len(a) > 1:
             name = a.lstrip("-")

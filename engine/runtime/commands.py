@@ -7,7 +7,6 @@ in-process without this layer.
 
 from __future__ import annotations
 
-import json
 import sys
 
 from engine.errors import InvalidArgument
@@ -26,19 +25,33 @@ def _int(opts: dict, name: str, default: int = 0) -> int:
 def cmd_create(root, opts, args, log) -> int:
     from engine.runtime.create import create
 
-    create(root, args[0], opts.get("bundle") or ".", pid_file=opts.get("pid-file"),
-           console_socket=opts.get("console-socket"), no_pivot=bool(opts.get("no-pivot")),
-           preserve_fds=_int(opts, "preserve-fds"))
+    create(
+        root,
+        args[0],
+        opts.get("bundle") or ".",
+        pid_file=opts.get("pid-file"),
+        console_socket=opts.get("console-socket"),
+        no_pivot=bool(opts.get("no-pivot")),
+        preserve_fds=_int(opts, "preserve-fds"),
+    )
     return 0
 
 
 def cmd_run(root, opts, args, log) -> int:
     from engine.runtime.run import run
 
-    return run(root, args[0], opts.get("bundle") or ".", detach=bool(opts.get("detach")),
-               pid_file=opts.get("pid-file"), console_socket=opts.get("console-socket"),
-               no_pivot=bool(opts.get("no-pivot")), preserve_fds=_int(opts, "preserve-fds"),
-               keep=bool(opts.get("keep")), log=log.warn)
+    return run(
+        root,
+        args[0],
+        opts.get("bundle") or ".",
+        detach=bool(opts.get("detach")),
+        pid_file=opts.get("pid-file"),
+        console_socket=opts.get("console-socket"),
+        no_pivot=bool(opts.get("no-pivot")),
+        preserve_fds=_int(opts, "preserve-fds"),
+        keep=bool(opts.get("keep")),
+        log=log.warn,
+    )
 
 
 def cmd_start(root, opts, args, log) -> int:
@@ -49,6 +62,8 @@ def cmd_start(root, opts, args, log) -> int:
 
 
 def cmd_state(root, opts, args, log) -> int:
+    import json
+
     from engine.runtime.query import state
 
     sys.stdout.write(json.dumps(state(root, args[0]), indent=2))
@@ -122,6 +137,8 @@ def cmd_spec(root, opts, args, log) -> int:
 
 
 def cmd_features(root, opts, args, log) -> int:
+    import json
+
     from engine.runtime.features import features
 
     sys.stdout.write(json.dumps(features(), indent=4) + "\n")
@@ -139,7 +156,13 @@ def cmd_exec(root, opts, args, log) -> int:
 
     proc_path = opts.get("process")
     proc = process_from_flags(root, args[0], opts, args[1:], proc_path)
-    return execute(root, args[0], proc, detach=bool(opts.get("detach")), pid_file=opts.get("pid-file"),
-                   console_socket=opts.get("console-socket"), preserve_fds=_int(opts, "preserve-fds"),
-                   ignore_paused=bool(opts.get("ignore-paused")))
-
+    return execute(
+        root,
+        args[0],
+        proc,
+        detach=bool(opts.get("detach")),
+        pid_file=opts.get("pid-file"),
+        console_socket=opts.get("console-socket"),
+        preserve_fds=_int(opts, "preserve-fds"),
+        ignore_paused=bool(opts.get("ignore-paused")),
+    )

@@ -28,8 +28,9 @@ def _set_env(env: list[str], entry: str) -> None:
     env.append(entry)
 
 
-def process_from_flags(root: str, container_id: str, opts: dict, args: list[str],
-                       process_path: str | None) -> dict:
+def process_from_flags(
+    root: str, container_id: str, opts: dict, args: list[str], process_path: str | None
+) -> dict:
     if process_path:
         try:
             with open(process_path) as f:
@@ -78,8 +79,17 @@ def process_from_flags(root: str, container_id: str, opts: dict, args: list[str]
     return proc
 
 
-def execute(root: str, container_id: str, proc: dict, *, detach: bool = False, pid_file: str | None = None,
-            console_socket: str | None = None, preserve_fds: int = 0, ignore_paused: bool = False) -> int:
+def execute(
+    root: str,
+    container_id: str,
+    proc: dict,
+    *,
+    detach: bool = False,
+    pid_file: str | None = None,
+    console_socket: str | None = None,
+    preserve_fds: int = 0,
+    ignore_paused: bool = False,
+) -> int:
     c = st.load(root, container_id)
     mgr = manager(c)
     status = current_status(c, mgr)
@@ -112,8 +122,14 @@ def execute(root: str, container_id: str, proc: dict, *, detach: bool = False, p
         native.prctl(native.PR_SET_CHILD_SUBREAPER, 1)
 
     def build(pid: int):
-        ctx = plan.Context(c.data.get("rootfs", "/"), c.bundle, console_fd=console_fd, preserve_fds=preserve_fds,
-                           userns="user" in kinds, joins=launch_spec.child_joins)
+        ctx = plan.Context(
+            c.data.get("rootfs", "/"),
+            c.bundle,
+            console_fd=console_fd,
+            preserve_fds=preserve_fds,
+            userns="user" in kinds,
+            joins=launch_spec.child_joins,
+        )
         return plan.build_exec(proc, c.config, ctx)
 
     try:

@@ -24,14 +24,23 @@ def features() -> dict:
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
         },
-        "annotations": {"org.opencontainers.runc.version": VERSION, "io.github.engine.runtime.version": VERSION},
+        "annotations": {
+            "org.opencontainers.runc.version": VERSION,
+            "io.github.engine.runtime.version": VERSION,
+        },
     }
     from engine.runtime import seccomp as sc
 
     sec = out["linux"]["seccomp"]
     sec["actions"] = sorted(set(sc._FIXED_ACTIONS) | set(sc._RET_ACTIONS))
     sec["operators"] = sorted(sc._OPS)
-    sec["archs"] = ["SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
+    sec["archs"] = [
+        "SCMP_ARCH_X86",
+        "SCMP_ARCH_X32",
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_ARM",
+    ]
     sec["knownFlags"] = sorted(sc._SPEC_FLAGS)
     sec["supportedFlags"] = sorted(sc._SPEC_FLAGS)
     return out

@@ -27,8 +27,13 @@ def run(hooks: list[dict] | None, state_json: bytes, kind: str) -> None:
         timeout = hook.get("timeout") or None
         try:
             r = subprocess.run(
-                args, executable=path, input=state_json, env=env, capture_output=True,
-                timeout=timeout, close_fds=True,
+                args,
+                executable=path,
+                input=state_json,
+                env=env,
+                capture_output=True,
+                timeout=timeout,
+                close_fds=True,
             )
         except subprocess.TimeoutExpired as e:
             raise FailedPrecondition(f"error running {kind} hook #{i}: timeout after {timeout}s") from e
@@ -49,4 +54,3 @@ def run_warn(hooks: list[dict] | None, state_json: bytes, kind: str, log) -> Non
         run(hooks, state_json, kind)
     except FailedPrecondition as e:
         log(f"warning: {e}")
-

@@ -20,21 +20,45 @@ from engine.runtime import mounts as m
 from engine.runtime import protocol as p
 
 RLIMITS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+    "RLIMIT_CPU": 0,
+    "RLIMIT_FSIZE": 1,
+    "RLIMIT_DATA": 2,
+    "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6,
+    "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8,
+    "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12,
+    "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
 }
 PERSONALITY = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
 # setns(2) nstype and clone flag per OCI namespace type
 NS_FLAGS = {
-    "pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "ipc": 0x08000000,
-    "uts": 0x04000000, "user": 0x10000000, "cgroup": 0x02000000, "time": 0x00000080,
+    "pid": 0x20000000,
+    "network": 0x40000000,
+    "mount": 0x00020000,
+    "ipc": 0x08000000,
+    "uts": 0x04000000,
+    "user": 0x10000000,
+    "cgroup": 0x02000000,
+    "time": 0x00000080,
 }
 NS_PROC = {
-    "pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
-    "cgroup": "cgroup", "time": "time",
+    "pid": "pid",
+    "network": "net",
+    "mount": "mnt",
+    "ipc": "ipc",
+    "uts": "uts",
+    "user": "user",
+    "cgroup": "cgroup",
+    "time": "time",
 }
 
 
@@ -42,15 +66,34 @@ class Context:
     """What the program needs besides the config: fds and facts known only at create time."""
 
     __slots__ = (
-        "rootfs", "bundle", "no_pivot", "console_fd", "fifo_dirfd", "preserve_fds", "userns",
-        "cgroup_mounts", "joins", "new_cgroupns", "cgroup_tasks",
+        "rootfs",
+        "bundle",
+        "no_pivot",
+        "console_fd",
+        "fifo_dirfd",
+        "preserve_fds",
+        "userns",
+        "cgroup_mounts",
+        "joins",
+        "new_cgroupns",
+        "cgroup_tasks",
     )
 
-    def __init__(self, rootfs: str = "/", bundle: str = "/", *, no_pivot: bool = False,
-                 console_fd: int = -1, fifo_dirfd: int = -1, preserve_fds: int = 0,
-                 userns: bool = False, cgroup_mounts: list | None = None,
-                 joins: list[tuple[int, int, str]] | None = None, new_cgroupns: bool = False,
-                 cgroup_tasks: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        rootfs: str = "/",
+        bundle: str = "/",
+        *,
+        no_pivot: bool = False,
+        console_fd: int = -1,
+        fifo_dirfd: int = -1,
+        preserve_fds: int = 0,
+        userns: bool = False,
+        cgroup_mounts: list | None = None,
+        joins: list[tuple[int, int, str]] | None = None,
+        new_cgroupns: bool = False,
+        cgroup_tasks: list[str] | None = None,
+    ) -> None:
         self.rootfs = rootfs
         self.bundle = bundle
         self.no_pivot = no_pivot
@@ -138,9 +181,17 @@ def _rootfs_ops(prog: p.Program, config: dict, ctx: Context) -> None:
         if not path or typ not in m.DEVICE_TYPES:
             raise InvalidArgument(f"invalid device {dev!r}")
         mode = dev.get("fileMode")
-        _device_op(prog, _clean(path), typ, int(dev.get("major", 0)),
-                   int(dev.get("minor", 0)), 0o666 if mode is None else int(mode),
-                   int(dev.get("uid", 0)), int(dev.get("gid", 0)), ctx.userns)
+        _device_op(
+            prog,
+            _clean(path),
+            typ,
+            int(dev.get("major", 0)),
+            int(dev.get("minor", 0)),
+            0o666 if mode is None else int(mode),
+            int(dev.get("uid", 0)),
+            int(dev.get("gid", 0)),
+            ctx.userns,
+        )
     if not dev_is_bind:
         for target, link in m.DEFAULT_SYMLINKS:
             prog.add(p.OP_SYMLINK, (), (target, link))
@@ -196,7 +247,9 @@ def _cgroup_ops(prog: p.Program, dest: str, flags: int, ctx: Context) -> None:
     if len(ctx.cgroup_mounts) == 1 and ctx.cgroup_mounts[0][0] == "":
         _, src, fstype, data, is_bind = ctx.cgroup_mounts[0]
         if is_bind:
-            prog.add(p.OP_MOUNT, (m.MS_BIND | m.MS_REC, p.MNT_IN_ROOT, flags & ~m.MS_BIND, 0), (src, dest, "", ""))
+            prog.add(
+                p.OP_MOUNT, (m.MS_BIND | m.MS_REC, p.MNT_IN_ROOT, flags & ~m.MS_BIND, 0), (src, dest, "", "")
+            )
         else:
             prog.add(p.OP_MOUNT, (flags, p.MNT_IN_ROOT, 0, 0), ("cgroup", dest, fstype, data))
         return
@@ -204,8 +257,11 @@ def _cgroup_ops(prog: p.Program, dest: str, flags: int, ctx: Context) -> None:
     for name, src, fstype, data, is_bind in ctx.cgroup_mounts:
         sub = dest.rstrip("/") + "/" + name
         if is_bind:
-            prog.add(p.OP_MOUNT, (m.MS_BIND | m.MS_REC, p.MNT_IN_ROOT, (flags & ~m.MS_BIND) | base, 0),
-                     (src, sub, "", ""))
+            prog.add(
+                p.OP_MOUNT,
+                (m.MS_BIND | m.MS_REC, p.MNT_IN_ROOT, (flags & ~m.MS_BIND) | base, 0),
+                (src, sub, "", ""),
+            )
         else:
             prog.add(p.OP_MOUNT, (flags, p.MNT_IN_ROOT, 0, 0), ("cgroup", sub, fstype, data))
         if "," in name:  # co-mounted controllers: cpu -> cpu,cpuacct
@@ -213,10 +269,14 @@ def _cgroup_ops(prog: p.Program, dest: str, flags: int, ctx: Context) -> None:
                 prog.add(p.OP_SYMLINK, (), (name, dest.rstrip("/") + "/" + part))
 
 
-def _device_op(prog: p.Program, path: str, typ: str, major: int, minor: int, mode: int, uid: int,
-               gid: int, userns: bool) -> None:
-    prog.add(p.OP_MKDEV, (m.DEVICE_TYPES[typ] | (mode & 0o7777), major, minor, uid, gid, 1 if userns else 0),
-             (path,))
+def _device_op(
+    prog: p.Program, path: str, typ: str, major: int, minor: int, mode: int, uid: int, gid: int, userns: bool
+) -> None:
+    prog.add(
+        p.OP_MKDEV,
+        (m.DEVICE_TYPES[typ] | (mode & 0o7777), major, minor, uid, gid, 1 if userns else 0),
+        (path,),
+    )
 
 
 def _hook_op(prog: p.Program, hook: dict) -> None:
@@ -232,7 +292,7 @@ def _env_value(env: list[str], key: str) -> str | None:
     pre = key + "="
     for e in env:
         if e.startswith(pre):
-            return e[len(pre):]
+            return e[len(pre) :]
     return None
 
 
@@ -300,8 +360,16 @@ def _process_ops(prog: p.Program, proc: dict, config: dict, ctx: Context, *, ini
     prog.add(p.OP_UMASK, (0o022 if umask is None else int(umask),))
     prog.add(p.OP_CHDIR, (2,), (cwd,))
     if "capabilities" in proc:
-        prog.add(p.OP_CAPS, (capsmod.mask(c.get("effective")), capsmod.mask(c.get("permitted")),
-                             capsmod.mask(c.get("inheritable")), capsmod.mask(c.get("ambient")), last))
+        prog.add(
+            p.OP_CAPS,
+            (
+                capsmod.mask(c.get("effective")),
+                capsmod.mask(c.get("permitted")),
+                capsmod.mask(c.get("inheritable")),
+                capsmod.mask(c.get("ambient")),
+                last,
+            ),
+        )
     else:
         prog.add(p.OP_CAPS, (0, 0, 0, 0, last))
     args = proc["args"]

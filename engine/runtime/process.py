@@ -11,10 +11,9 @@ error propagates, so the caller only has to undo its own work (cgroup, state dir
 
 from __future__ import annotations
 
-import os
-
 import _socket
 import _thread
+import os
 
 from engine import native
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument
@@ -39,11 +38,30 @@ def _open_ns(path: str, kind: str) -> int:
 class Launch:
     """How to make the process: clone flags, namespaces to join, fast path or stage 1."""
 
-    __slots__ = ("clone_flags", "new_cgroupns", "stage1", "fork_init", "stage1_joins", "child_joins",
-                 "new_userns", "userns", "uid_map", "gid_map", "timens_offsets", "cgroup_fd", "_fds")
+    __slots__ = (
+        "clone_flags",
+        "new_cgroupns",
+        "stage1",
+        "fork_init",
+        "stage1_joins",
+        "child_joins",
+        "new_userns",
+        "userns",
+        "uid_map",
+        "gid_map",
+        "timens_offsets",
+        "cgroup_fd",
+        "_fds",
+    )
 
-    def __init__(self, namespaces: dict[str, str], *, uid_mappings: list | None = None,
-                 gid_mappings: list | None = None, time_offsets: dict | None = None) -> None:
+    def __init__(
+        self,
+        namespaces: dict[str, str],
+        *,
+        uid_mappings: list | None = None,
+        gid_mappings: list | None = None,
+        time_offsets: dict | None = None,
+    ) -> None:
         new = [t for t, path in namespaces.items() if not path]
         joined = {t: path for t, path in namespaces.items() if path}
         self.clone_flags = 0
@@ -78,7 +96,7 @@ class Launch:
             self._fds.append(self.cgroup_fd)
             self.cgroup_fd = -1
         for fd in self._fds:
-            try:
+            try:  # noqa: SIM105 (contextlib costs an import on the timed path)
                 os.close(fd)
             except OSError:
                 pass
@@ -86,9 +104,7 @@ class Launch:
 
 
 def _map_text(mappings: list | None) -> str:
-    return "".join(
-        f"{int(m['containerID'])} {int(m['hostID'])} {int(m['size'])}\n" for m in mappings or ()
-    )
+    return "".join(f"{int(m['containerID'])} {int(m['hostID'])} {int(m['size'])}\n" for m in mappings or ())
 
 
 def _timens_text(offsets: dict | None) -> str:
@@ -118,11 +134,11 @@ def write_id_maps(pid: int, uid_map: str, gid_map: str) -> None:
 def kill_and_reap(pid: int) -> None:
     if pid <= 0:
         return
-    try:
+    try:  # noqa: SIM105 (contextlib costs an import on the timed path)
         os.kill(pid, 9)
     except OSError:
         pass
-    try:
+    try:  # noqa: SIM105 (contextlib costs an import on the timed path)
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
@@ -196,7 +212,7 @@ def launch(launch_spec: Launch, build_program, *, state_json=None, on_pid=None, 
     finally:
         launch_spec.close()
         parent.close()
-        try:
+        try:  # noqa: SIM105 (contextlib costs an import on the timed path)
             child.close()
         except OSError:
             pass

@@ -8,9 +8,8 @@ pty ourselves (tty.py).  The exit code is the container's: its status, or 128+si
 
 from __future__ import annotations
 
-import os
-
 import _signal
+import os
 
 from engine.runtime.create import create
 from engine.runtime.delete import destroy
@@ -33,7 +32,7 @@ def wait_exit(pid: int) -> int:
 
 def forward_signals(pid: int) -> None:
     def fwd(signum, _frame):
-        try:
+        try:  # noqa: SIM105 (contextlib costs an import on the timed path)
             os.kill(pid, signum)
         except OSError:
             pass
@@ -42,12 +41,29 @@ def forward_signals(pid: int) -> None:
         _signal.signal(s, fwd)
 
 
-def run(root: str, container_id: str, bundle: str, *, detach: bool = False, pid_file: str | None = None,
-        console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-        keep: bool = False, log=None) -> int:
+def run(
+    root: str,
+    container_id: str,
+    bundle: str,
+    *,
+    detach: bool = False,
+    pid_file: str | None = None,
+    console_socket: str | None = None,
+    no_pivot: bool = False,
+    preserve_fds: int = 0,
+    keep: bool = False,
+    log=None,
+) -> int:
     if detach:
-        c = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-                   no_pivot=no_pivot, preserve_fds=preserve_fds)
+        c = create(
+            root,
+            container_id,
+            bundle,
+            pid_file=pid_file,
+            console_socket=console_socket,
+            no_pivot=no_pivot,
+            preserve_fds=preserve_fds,
+        )
         try:
             start(root, container_id, log=log)
         except BaseException:
@@ -60,15 +76,24 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, pid_
 
     spec_mod.check_id(container_id)
     loaded = spec_mod.load_bundle(bundle)
-    if not console_socket:
+    if not console_socket:  # noqa: SIM102
         if (loaded[0].get("process") or {}).get("terminal"):
             from engine.runtime import tty
 
             own_tty = tty.console_pair()
             console_fd = own_tty[1].fileno()
-    c = create(root, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-               console_fd=console_fd, no_pivot=no_pivot, preserve_fds=preserve_fds, subreaper=True,
-               loaded=loaded)
+    c = create(
+        root,
+        container_id,
+        bundle,
+        pid_file=pid_file,
+        console_socket=console_socket,
+        console_fd=console_fd,
+        no_pivot=no_pivot,
+        preserve_fds=preserve_fds,
+        subreaper=True,
+        loaded=loaded,
+    )
     try:
         master = -1
         if own_tty is not None:
@@ -90,4 +115,3 @@ def run(root: str, container_id: str, bundle: str, *, detach: bool = False, pid_
     if not keep:
         destroy(c, log=log)
     return code
-

@@ -7,10 +7,10 @@ The config stays a plain dict (spec field names); plan.py reads it.
 
 from __future__ import annotations
 
-import json
 import os
 
 from engine.errors import InvalidArgument, NotFound
+from engine.runtime import fastjson
 
 OCI_VERSION = "1.2.0"
 
@@ -46,7 +46,7 @@ def load_bundle(bundle: str) -> tuple[dict, str, str]:
     except OSError as e:
         raise InvalidArgument(f"open {path}: {_errstr(e)}") from e
     try:
-        config = json.loads(raw)
+        config = fastjson.loads(raw)
     except ValueError as e:
         raise InvalidArgument(f"invalid config.json: {str(e).splitlines()[0]}") from e
     if not isinstance(config, dict):

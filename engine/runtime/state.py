@@ -21,10 +21,10 @@ FIFO still exist? is the cgroup frozen?), so a crashed runtime never leaves a st
 
 from __future__ import annotations
 
-import json
 import os
 
 from engine.errors import NotFound
+from engine.runtime import fastjson
 
 CREATING = "creating"
 CREATED = "created"
@@ -141,7 +141,7 @@ class Container:
         return out
 
     def save(self) -> None:
-        write_atomic(os.path.join(self.dir, STATE_FILE), json.dumps(self.data, separators=(",", ":")).encode())
+        write_atomic(os.path.join(self.dir, STATE_FILE), fastjson.dumps(self.data).encode())
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -162,7 +162,7 @@ def load(root: str, container_id: str) -> Container:
     d = container_dir(root, container_id)
     try:
         with open(os.path.join(d, STATE_FILE), "rb") as f:
-            data = json.loads(f.read())
+            data = fastjson.loads(f.read())
     except (FileNotFoundError, NotADirectoryError) as e:
         raise NotFound("container does not exist") from e
     except ValueError as e:

@@ -8,11 +8,10 @@ and the master until the process exits (a pidfd tells us when), with our termina
 
 from __future__ import annotations
 
+import _socket
 import array
 import os
 import select
-
-import _socket
 
 
 def console_pair() -> tuple[_socket.socket, _socket.socket]:

@@ -32,8 +32,18 @@ _FLAGS = {
     "pids-limit": ("pids", "limit", int),
 }
 
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3,
-          "t": 1024**4, "tb": 1024**4}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "t": 1024**4,
+    "tb": 1024**4,
+}
 
 
 def parse_bytes(v: str) -> int:
@@ -41,7 +51,7 @@ def parse_bytes(v: str) -> int:
     if s == "-1":
         return -1
     num = s.rstrip("kmgtbi")
-    unit = s[len(num):].replace("i", "")
+    unit = s[len(num) :].replace("i", "")
     try:
         return int(float(num) * _UNITS[unit])
     except (ValueError, KeyError) as e:
@@ -53,7 +63,7 @@ def resources_from_flags(opts: dict) -> dict:
     path = opts.get("resources")
     if path:
         try:
-            raw = sys.stdin.read() if path == "-" else open(path).read()
+            raw = sys.stdin.read() if path == "-" else open(path).read()  # noqa: SIM115
             res = json.loads(raw)
         except (OSError, ValueError) as e:
             raise InvalidArgument(f"read resources from {path}: {e}") from e

@@ -66,7 +66,7 @@ class Core:
         from engine.runtime.delete import delete
 
         for cid in st.list_ids(self.root):
-            try:
+            try:  # noqa: SIM105
                 delete(self.root, cid, force=True)
             except Exception:  # keep cleaning
                 pass
@@ -74,11 +74,11 @@ class Core:
             p = os.path.join("/sys/fs/cgroup", d, self.parent)
             if os.path.isdir(p):
                 for sub in sorted((os.path.join(r, x) for r, ds, _ in os.walk(p) for x in ds), reverse=True):
-                    try:
+                    try:  # noqa: SIM105
                         os.rmdir(sub)
                     except OSError:
                         pass
-                try:
+                try:  # noqa: SIM105
                     os.rmdir(p)
                 except OSError:
                     pass

@@ -39,7 +39,7 @@ def test_create_start_kill_delete(core):
     s = state(core.root, cid)
     assert s["status"] == "created" and s["pid"] == c.pid and s["bundle"] == str(b)
     dirs = core.cgroup_dirs(cid)
-    assert dirs and all(str(c.pid) in open(os.path.join(d, "cgroup.procs")).read().split() for d in dirs)
+    assert dirs and all(str(c.pid) in open(os.path.join(d, "cgroup.procs")).read().split() for d in dirs)  # noqa: SIM115
     with pytest.raises(AlreadyExists):
         create(core.root, cid, str(b))
     assert state(core.root, cid)["status"] == "created"  # the failed duplicate left it alone
@@ -98,8 +98,16 @@ def test_exec_joins_namespaces_and_cgroup(core, tmp_path):
     c = create(core.root, cid, str(b))
     start(core.root, cid)
     out = b / "rootfs" / "tmp"
-    proc = {"args": ["sh", "-c", "hostname > /tmp/h; echo $$ > /tmp/pid; cat /proc/self/cgroup > /tmp/cg; exit 3"],
-            "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
+    proc = {
+        "args": [
+            "sh",
+            "-c",
+            "hostname > /tmp/h; echo $$ > /tmp/pid; cat /proc/self/cgroup > /tmp/cg; exit 3",
+        ],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+        "user": {"uid": 0, "gid": 0},
+    }
     assert execute(core.root, cid, proc) == 3
     assert (out / "h").read_text() == "exec-host\n"
     assert int((out / "pid").read_text()) > 1  # inside the container's pid namespace
@@ -153,7 +161,9 @@ def test_stage1_path_joins_a_pid_namespace(core):
     cid_a, ba, _ = core.bundle(["sleep", "60"])
     a = create(core.root, cid_a, str(ba))
     start(core.root, cid_a)
-    cid_b, bb, spec = core.bundle(["sh", "-c", "ps -o pid,args > /tmp/ps"], root={"path": "rootfs", "readonly": False})
+    cid_b, bb, spec = core.bundle(
+        ["sh", "-c", "ps -o pid,args > /tmp/ps"], root={"path": "rootfs", "readonly": False}
+    )
     spec["linux"]["namespaces"] = [{"type": "mount"}, {"type": "pid", "path": f"/proc/{a.pid}/ns/pid"}]
     del spec["hostname"]
     core.write(bb, spec)

@@ -37,7 +37,11 @@ def test_host_cgroup_mounts_from_mountinfo():
         "33 25 0:29 / /proc rw - proc proc rw\n"
     )
     got = m.host_cgroup_mounts(text)
-    assert [g[0] for g in got] == ["/sys/fs/cgroup/unified", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/systemd"]
+    assert [g[0] for g in got] == [
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/cpu,cpuacct",
+        "/sys/fs/cgroup/systemd",
+    ]
     assert got[1][2:] == ("cgroup", "cpu,cpuacct")
 
 
@@ -86,8 +90,18 @@ def test_state_file_round_trip_and_atomic(tmp_path):
         st.load(str(tmp_path), "nope")
 
 
-@pytest.mark.parametrize(("text", "num"), [("KILL", 9), ("SIGKILL", 9), ("9", 9), ("term", 15), ("SIGRTMIN+2", 36),
-                                           ("RTMAX-1", 63), ("sigusr1", 10)])
+@pytest.mark.parametrize(
+    ("text", "num"),
+    [
+        ("KILL", 9),
+        ("SIGKILL", 9),
+        ("9", 9),
+        ("term", 15),
+        ("SIGRTMIN+2", 36),
+        ("RTMAX-1", 63),
+        ("sigusr1", 10),
+    ],
+)
 def test_signals(text, num):
     assert signals.parse(text) == num
 

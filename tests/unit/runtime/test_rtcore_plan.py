@@ -19,8 +19,13 @@ BASE = {
         "env": ["PATH=/usr/bin:/bin"],
         "cwd": "/work",
         "user": {"uid": 1000, "gid": 1000, "additionalGids": [5, 7], "umask": 0o077},
-        "capabilities": {"bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"],
-                         "permitted": ["CAP_KILL"], "inheritable": [], "ambient": []},
+        "capabilities": {
+            "bounding": ["CAP_KILL", "CAP_CHOWN"],
+            "effective": ["CAP_KILL"],
+            "permitted": ["CAP_KILL"],
+            "inheritable": [],
+            "ambient": [],
+        },
         "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}],
         "noNewPrivileges": True,
         "oomScoreAdj": 100,
@@ -57,10 +62,31 @@ def build(bundle, config=None, **kw):
 
 def test_order_follows_runc_init(bundle):
     names = build(bundle).names()
-    order = ["OP_SETHOSTNAME", "OP_WRITE", "OP_ROOT_PROPAGATION", "OP_MOUNT", "OP_OPEN_ROOT", "OP_MKDEV",
-             "OP_SYMLINK", "OP_PIVOT", "OP_READONLY", "OP_MASK", "OP_REMOUNT_ROOT_RO", "OP_RLIMIT",
-             "OP_SETSID", "OP_NNP", "OP_CLOSE_FROM", "OP_BOUNDING", "OP_USER", "OP_UMASK", "OP_CAPS",
-             "OP_LOOKUP", "OP_READY", "OP_WAIT_FIFO", "OP_EXEC"]
+    order = [
+        "OP_SETHOSTNAME",
+        "OP_WRITE",
+        "OP_ROOT_PROPAGATION",
+        "OP_MOUNT",
+        "OP_OPEN_ROOT",
+        "OP_MKDEV",
+        "OP_SYMLINK",
+        "OP_PIVOT",
+        "OP_READONLY",
+        "OP_MASK",
+        "OP_REMOUNT_ROOT_RO",
+        "OP_RLIMIT",
+        "OP_SETSID",
+        "OP_NNP",
+        "OP_CLOSE_FROM",
+        "OP_BOUNDING",
+        "OP_USER",
+        "OP_UMASK",
+        "OP_CAPS",
+        "OP_LOOKUP",
+        "OP_READY",
+        "OP_WAIT_FIFO",
+        "OP_EXEC",
+    ]
     idx = [names.index(n) for n in order]
     assert idx == sorted(idx), names
     assert names[-1] == "OP_EXEC"
@@ -83,8 +109,9 @@ def test_bind_mount_is_resolved_against_the_bundle_and_remounted(bundle):
 
 def test_file_bind_creates_a_file(bundle):
     cfg = copy.deepcopy(BASE)
-    cfg["mounts"].append({"destination": "/etc/x", "type": "bind", "source": str(bundle / "file"),
-                          "options": ["bind"]})
+    cfg["mounts"].append(
+        {"destination": "/etc/x", "type": "bind", "source": str(bundle / "file"), "options": ["bind"]}
+    )
     kind = build(bundle, cfg).find(p.OP_MOUNT)[-1][0][1]
     assert kind == p.MNT_IN_ROOT | p.MNT_FILE
 
@@ -162,22 +189,30 @@ def test_hooks(bundle):
     assert names.index("OP_SYNC_HOOKS") < names.index("OP_HOOK") < names.index("OP_PIVOT")
     hooks = prog.find(p.OP_HOOK)
     assert hooks[0] == ((3, 2, 1), ("/bin/echo", "echo", "cc", "A=1"))
-    assert names.index("OP_WAIT_FIFO") < len(names) - 1 - names[::-1].index("OP_HOOK") < names.index("OP_EXEC")
+    assert (
+        names.index("OP_WAIT_FIFO") < len(names) - 1 - names[::-1].index("OP_HOOK") < names.index("OP_EXEC")
+    )
 
 
 def test_cgroup_mount_on_v1_and_v2(bundle):
     cfg = copy.deepcopy(BASE)
-    cfg["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-                          "options": ["nosuid", "ro"]})
-    v1 = [("cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/c1", "cgroup", "", True),
-          ("memory", "/sys/fs/cgroup/memory/c1", "cgroup", "", True)]
+    cfg["mounts"].append(
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "ro"]}
+    )
+    v1 = [
+        ("cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/c1", "cgroup", "", True),
+        ("memory", "/sys/fs/cgroup/memory/c1", "cgroup", "", True),
+    ]
     prog = build(bundle, cfg, cgroup_mounts=v1)
     mounts = prog.find(p.OP_MOUNT)[-3:]
     assert mounts[0][1][:3] == ("tmpfs", "/sys/fs/cgroup", "tmpfs")
     assert mounts[1][1][:2] == ("/sys/fs/cgroup/cpu,cpuacct/c1", "/sys/fs/cgroup/cpu,cpuacct")
     assert mounts[1][0][2] & m.MS_RDONLY
     links = [s for _, s in prog.find(p.OP_SYMLINK)]
-    assert ("cpu,cpuacct", "/sys/fs/cgroup/cpu") in links and ("cpu,cpuacct", "/sys/fs/cgroup/cpuacct") in links
+    assert ("cpu,cpuacct", "/sys/fs/cgroup/cpu") in links and (
+        "cpu,cpuacct",
+        "/sys/fs/cgroup/cpuacct",
+    ) in links
     v2 = [("", "cgroup", "cgroup2", "", False)]
     last = build(bundle, cfg, cgroup_mounts=v2).find(p.OP_MOUNT)[-1]
     assert last[1][:3] == ("cgroup", "/sys/fs/cgroup", "cgroup2")

@@ -26,10 +26,8 @@ def test_numbers_match_the_c_header():
             continue
         py = name.removeprefix("ENG_")
         if py == "CHILD_FAILED":
-            assert p.CHILD_FAILED == int(value)
-        elif py.startswith(("MSG_", "OP_", "MNT_")):
-            assert getattr(p, py) == int(value), name
-        elif py in ("MAX_INTS", "MAX_STRS"):
+            assert int(value) == p.CHILD_FAILED
+        elif py.startswith(("MSG_", "OP_", "MNT_")) or py in ("MAX_INTS", "MAX_STRS"):
             assert getattr(p, py) == int(value), name
     # every op the header defines exists on the Python side, and no more
     c_ops = {k.removeprefix("ENG_") for k in defines if k.startswith("ENG_OP_")}
@@ -77,8 +75,9 @@ def _wait(pid):
 def test_child_runs_the_program_and_execs(tmp_path):
     out = tmp_path / "out"
     script = f"umask > {out}; pwd >> {out}; echo $FOO >> {out}"
-    prog = _exec_program(["sh", "-c", script], ["PATH=/usr/bin:/bin", "FOO=bar"], cwd=str(tmp_path),
-                         umask=0o027)
+    prog = _exec_program(
+        ["sh", "-c", script], ["PATH=/usr/bin:/bin", "FOO=bar"], cwd=str(tmp_path), umask=0o027
+    )
     pid = launch(Launch({}), lambda _pid: prog)
     assert _wait(pid) == 0
     assert out.read_text().split() == ["0027", str(tmp_path), "bar"]
@@ -86,7 +85,9 @@ def test_child_runs_the_program_and_execs(tmp_path):
 
 def test_lookup_failure_is_reported_before_ready():
     prog = _exec_program(["no-such-binary-xyz"], ["PATH=/usr/bin:/bin"])
-    with pytest.raises(ContainerError, match=r'exec: "no-such-binary-xyz": executable file not found in \$PATH'):
+    with pytest.raises(
+        ContainerError, match=r'exec: "no-such-binary-xyz": executable file not found in \$PATH'
+    ):
         launch(Launch({}), lambda _pid: prog)
 
 
@@ -104,9 +105,9 @@ def test_go_carries_state_for_hooks(tmp_path):
     prog.add(p.OP_LOOKUP, (), ("/bin/true",))
     prog.add(p.OP_READY)
     prog.add(p.OP_EXEC, (1, 0), ("/bin/true",))
-    pid = launch(Launch({}), lambda _pid: prog, state_json=lambda pid: b'{"pid":%d}' % pid)
+    pid = launch(Launch({}), lambda _pid: prog, state_json=lambda pid: f'{{"pid":{pid}}}'.encode())
     assert _wait(pid) == 0
-    assert out.read_text() == '{"pid":%d}' % pid
+    assert out.read_text() == f'{{"pid":{pid}}}'
 
 
 def test_failing_hook_fails_the_setup():
