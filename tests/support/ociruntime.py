@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,46 @@ def crun_hybrid_refusal() -> str | None:
         if out.returncode != 0 and CRUN_HYBRID_MESSAGE in out.stderr:
             return out.stderr.strip()
     return None
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextlib.contextmanager
+def subreaper() -> Iterator[None]:
+    """Make this process the child subreaper while the block runs.
+
+    A detached process that a runtime starts (``exec --detach``) is orphaned when the
+    runtime exits; inside this block it becomes our child instead of pid 1's, so the test
+    can reap it with ``reap`` (as a shim would). This machine's pid 1 reaps lazily, and a
+    runtime's ``delete`` waits for the container's zombies to go away.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    try:
+        yield
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def reap(pid: int, timeout: float = 10.0, kill: bool = False) -> int | None:
+    """Wait for our (adopted) child ``pid``; SIGKILL it first if ``kill``. Returns its status."""
+    if kill:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if done:
+            return status
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not exit in {timeout}s")
 
 
 class Result(subprocess.CompletedProcess):
@@ -266,8 +307,13 @@ class Runtime:
         problems = []
         for cid in self.ids:
             if (self.root / cid).exists():
-                with contextlib.suppress(AssertionError):
-                    self("delete", "--force", cid, timeout=10, skip_on_hybrid=False)
+                try:
+                    r = self("delete", "--force", cid, timeout=10, skip_on_hybrid=False)
+                except AssertionError as err:  # timed out
+                    problems.append(str(err))
+                else:
+                    if r.returncode != 0:
+                        problems.append(f"delete --force {cid} exited {r.returncode}: {r.stderr.strip()}")
         for cid in self.ids:
             for pid in self.marked_pids(cid):
                 problems.append(f"killed process {pid} of {cid}")

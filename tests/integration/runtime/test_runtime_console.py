@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
 import threading
 import time
 
-from tests.support.ociruntime import one_line_error
+from tests.support.ociruntime import one_line_error, reap, subreaper
 
 
 class ConsoleServer:
@@ -112,3 +113,44 @@ def test_terminal_without_console_socket_is_refused_for_create(rt):
     b = rt.bundle(["true"], terminal=True)
     one_line_error(rt, b.create())
     assert rt.leftovers(b.id, b) == []
+
+
+def test_exec_with_a_terminal_over_the_console_socket(rt):
+    # what containerd's shim does for `docker exec -it`: exec --process F --detach --console-socket S
+    b = rt.bundle(["sleep", "60"])
+    b.create().ok()
+    b.start().ok()
+    sock_path = str(rt.workdir / "exec-console.sock")
+    server = ConsoleServer(sock_path)
+    try:
+        process = dict(b.process, terminal=True, args=["sh", "-c", "tty; echo exec-$((6*7))"])
+        process["consoleSize"] = {"height": 30, "width": 100}
+        spec_file = rt.workdir / "process.json"
+        spec_file.write_text(json.dumps(process))
+        pid_file = rt.workdir / "exec.pid"
+        with subreaper(), open(rt.workdir / "exec.log", "w") as log:
+            r = rt(
+                "exec",
+                "--process",
+                str(spec_file),
+                "--detach",
+                "--pid-file",
+                str(pid_file),
+                "--console-socket",
+                sock_path,
+                b.id,
+                stdout=log,
+                stderr=log,
+            )
+        assert r.returncode == 0, (rt.workdir / "exec.log").read_text()
+        master = server.wait()
+        pid = int(pid_file.read_text())
+        out = read_until_eof(master).decode(errors="replace").replace("\r\n", "\n")
+        status = reap(pid)  # the exec'd shell was ours to reap: it exited by itself
+        assert status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        assert lines[0].startswith("/dev/pts/")
+        assert lines[1] == "exec-42"
+        assert b.status() == "running"
+    finally:
+        server.close()

@@ -15,6 +15,8 @@ import re
 import subprocess
 import time
 
+from tests.support.ociruntime import reap, subreaper
+
 
 def test_version_output_parses_like_go_runc(rt):
     r = rt("--version")
@@ -70,7 +72,7 @@ def test_exec_detached_with_pid_file(rt):
     spec_file = rt.workdir / "process.json"
     spec_file.write_text(json.dumps(process))
     pid_file = rt.workdir / "exec.pid"
-    with open(rt.workdir / "exec.out", "w") as out:
+    with subreaper(), open(rt.workdir / "exec.out", "w") as out:
         r = rt(
             "exec",
             "--process",
@@ -90,6 +92,7 @@ def test_exec_detached_with_pid_file(rt):
         assert f.read().split(b"\0")[:2] == [b"sleep", b"60"]
     r = rt("ps", "--format", "json", b.id)
     assert sorted(r.ok().json()) == sorted([init, pid])
+    reap(pid, kill=True)  # adopted by the test (as by a shim): stop and reap it
 
 
 def test_kill_all_with_a_signal_number(rt):
