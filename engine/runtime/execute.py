@@ -151,5 +151,5 @@ def execute(
 
         master = tty.recv_master(own[0])
         own[0].close()
-        tty.proxy(master, pid)
+        tty.proxy(master, pid, tty.prepare(master))
     return wait_exit(pid)

@@ -96,18 +96,20 @@ def run(
     )
     try:
         master = -1
+        saved = None
         if own_tty is not None:
             from engine.runtime import tty
 
             own_tty[1].close()
             master = tty.recv_master(own_tty[0])
             own_tty[0].close()
+            saved = tty.prepare(master)
         forward_signals(c.pid)
         start(root, container_id, log=log)
         if master >= 0:
             from engine.runtime import tty
 
-            tty.proxy(master, c.pid)
+            tty.proxy(master, c.pid, saved)
         code = wait_exit(c.pid)
     except BaseException:
         destroy(c, log=log)

@@ -29,23 +29,30 @@ def recv_master(sock: _socket.socket) -> int:
     return fds[0]
 
 
-def proxy(master: int, pid: int) -> None:
+def prepare(master: int) -> list | None:
+    """Give the pty our terminal's size and put our terminal in raw mode, before the process
+    starts (it may ask for the size at once); returns the settings to restore."""
+    if not os.isatty(0):
+        return None
+    import termios
+    import tty
+
+    from engine import native
+
+    try:
+        rows, cols = native.get_winsize(0)
+        native.set_winsize(master, rows, cols)
+    except OSError:
+        pass
+    old = termios.tcgetattr(0)
+    tty.setraw(0)
+    return old
+
+
+def proxy(master: int, pid: int, old: list | None = None) -> None:
     """Copy stdin -> master and master -> stdout until ``pid`` exits and the master drains."""
     import termios
 
-    old = None
-    if os.isatty(0):
-        import tty
-
-        old = termios.tcgetattr(0)
-        tty.setraw(0)
-        try:
-            from engine import native
-
-            rows, cols = native.get_winsize(0)
-            native.set_winsize(master, rows, cols)
-        except OSError:
-            pass
     pidfd = os.pidfd_open(pid)
     try:
         poller = select.poll()
