@@ -38,6 +38,44 @@ RLIMITS = {
     "RLIMIT_RTTIME": 15,
 }
 PERSONALITY = {"LINUX": 0x0000, "LINUX32": 0x0008}
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+SCHED_POLICIES = {
+    "SCHED_OTHER": 0,
+    "SCHED_FIFO": 1,
+    "SCHED_RR": 2,
+    "SCHED_BATCH": 3,
+    "SCHED_ISO": 4,
+    "SCHED_IDLE": 5,
+    "SCHED_DEADLINE": 6,
+}
+SCHED_FLAGS = {
+    "SCHED_FLAG_RESET_ON_FORK": 0x01,
+    "SCHED_FLAG_RECLAIM": 0x02,
+    "SCHED_FLAG_DL_OVERRUN": 0x04,
+    "SCHED_FLAG_KEEP_POLICY": 0x08,
+    "SCHED_FLAG_KEEP_PARAMS": 0x10,
+    "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+    "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40,
+}
+
+
+def cpu_set(cpus: str) -> bytes:
+    """A cpu_set_t (1024 bits) from a list like "0-3,7"."""
+    mask = 0
+    try:
+        for part in cpus.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo, _, hi = part.partition("-")
+            for c in range(int(lo), int(hi or lo) + 1):
+                mask |= 1 << c
+    except ValueError as e:
+        raise InvalidArgument(f"invalid cpu list {cpus!r}") from e
+    if mask >> 1024:
+        raise InvalidArgument(f"cpu list {cpus!r} is out of range")
+    return mask.to_bytes(128, "little")
+
 
 # setns(2) nstype and clone flag per OCI namespace type
 NS_FLAGS = {
@@ -327,6 +365,37 @@ def _process_ops(prog: p.Program, proc: dict, config: dict, ctx: Context, *, ini
         if dom is None:
             raise InvalidArgument(f"invalid personality domain {pers.get('domain')!r}")
         prog.add(p.OP_PERSONALITY, (dom,))
+    io = proc.get("ioPriority")
+    if io:
+        cls = IOPRIO_CLASSES.get(io.get("class", ""))
+        if cls is None:
+            raise InvalidArgument(f"invalid ioPriority class {io.get('class')!r}")
+        prog.add(p.OP_IOPRIO, ((cls << 13) | int(io.get("priority", 0)),))
+    sched = proc.get("scheduler")
+    if sched:
+        pol = SCHED_POLICIES.get(sched.get("policy", ""))
+        if pol is None:
+            raise InvalidArgument(f"invalid scheduler policy {sched.get('policy')!r}")
+        flags = 0
+        for f in sched.get("flags") or ():
+            if f not in SCHED_FLAGS:
+                raise InvalidArgument(f"invalid scheduler flag {f!r}")
+            flags |= SCHED_FLAGS[f]
+        prog.add(
+            p.OP_SCHED,
+            (
+                pol,
+                int(sched.get("nice", 0)),
+                int(sched.get("priority", 0)),
+                flags,
+                int(sched.get("runtime", 0)),
+                int(sched.get("deadline", 0)),
+                int(sched.get("period", 0)),
+            ),
+        )
+    aff = proc.get("execCPUAffinity") or {}
+    if aff.get("initial"):
+        prog.add(p.OP_AFFINITY, (), (cpu_set(aff["initial"]),))
     prog.add(p.OP_SETSID)
     if proc.get("terminal") and ctx.console_fd >= 0:
         size = proc.get("consoleSize") or {}
@@ -337,6 +406,12 @@ def _process_ops(prog: p.Program, proc: dict, config: dict, ctx: Context, *, ini
     if sc:
         from engine.runtime.seccomp import compile_profile, filter_flags
 
+        if sc.get("listenerPath") or any(
+            r.get("action") == "SCMP_ACT_NOTIFY" for r in sc.get("syscalls") or ()
+        ):
+            raise InvalidArgument(
+                "seccomp user notification (SCMP_ACT_NOTIFY, listenerPath) is not supported"
+            )
         seccomp_bpf = compile_profile(sc)
         seccomp_flags = filter_flags(sc)
     nnp = bool(proc.get("noNewPrivileges"))
@@ -383,6 +458,8 @@ def _process_ops(prog: p.Program, proc: dict, config: dict, ctx: Context, *, ini
             _hook_op(prog, hook)
     if nnp and seccomp_bpf:
         prog.add(p.OP_SECCOMP, (seccomp_flags,), (seccomp_bpf,))
+    if aff.get("final"):
+        prog.add(p.OP_AFFINITY, (), (cpu_set(aff["final"]),))
     prog.add(p.OP_EXEC, (len(args), len(env)), (*args, *env))
 
 

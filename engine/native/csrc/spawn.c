@@ -876,6 +876,35 @@ static void run_program(const char *prog, size_t len)
             execve(g_exe[0] ? g_exe : argv[0], argv, envv);
             DIE_ERRNO("exec %s", argv[0]);
         }
+        case ENG_OP_IOPRIO:
+            if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, (int)r.ints[0]) < 0)
+                DIE_ERRNO("set io priority %d", (int)r.ints[0]);
+            break;
+        case ENG_OP_SCHED: {
+            struct {
+                uint32_t size, policy;
+                uint64_t flags;
+                int32_t nice;
+                uint32_t priority;
+                uint64_t runtime, deadline, period;
+            } attr;
+            memset(&attr, 0, sizeof(attr));
+            attr.size = sizeof(attr);
+            attr.policy = (uint32_t)r.ints[0];
+            attr.nice = (int32_t)r.ints[1];
+            attr.priority = (uint32_t)r.ints[2];
+            attr.flags = (uint64_t)r.ints[3];
+            attr.runtime = (uint64_t)r.ints[4];
+            attr.deadline = (uint64_t)r.ints[5];
+            attr.period = (uint64_t)r.ints[6];
+            if (syscall(SYS_sched_setattr, 0, &attr, 0) < 0)
+                DIE_ERRNO("sched_setattr policy %u", attr.policy);
+            break;
+        }
+        case ENG_OP_AFFINITY:
+            if (sched_setaffinity(0, r.lens[0], (const cpu_set_t *)r.strs[0]) < 0)
+                DIE_ERRNO("sched_setaffinity%s", "");
+            break;
         default:
             die("program: unknown op %u", r.op);
         }

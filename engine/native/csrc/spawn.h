@@ -55,6 +55,9 @@
 #define ENG_OP_WAIT_FIFO 32
 #define ENG_OP_CLOSE_FROM 33
 #define ENG_OP_EXEC 34
+#define ENG_OP_IOPRIO 35   /* ints: ioprio value */
+#define ENG_OP_SCHED 36    /* ints: policy, nice, priority, flags, runtime, deadline, period */
+#define ENG_OP_AFFINITY 37 /* strs: cpu_set_t bytes */
 
 /* ENG_OP_MOUNT kind bits */
 #define ENG_MNT_IN_ROOT 1 /* dest is inside the rootfs: resolve (and create) it there */

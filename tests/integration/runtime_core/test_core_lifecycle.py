@@ -192,3 +192,25 @@ def test_time_namespace_offsets(core):
     inside = float(out.read_text().split()[0])
     assert inside - host > 86400 * 364
     assert st.list_ids(core.root) == []
+
+
+def test_spec_1_2_process_io_priority_scheduler_affinity(core, capfd):
+    cid, b, spec = core.bundle(
+        [
+            "sh",
+            "-c",
+            "cat /proc/self/status | grep Cpus_allowed_list; "
+            "grep -E '^policy|^prio' /proc/self/sched; ionice -p $$ || true",
+        ]
+    )
+    spec["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
+    spec["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
+    spec["process"]["execCPUAffinity"] = {"initial": "0", "final": "0"}
+    core.write(b, spec)
+    assert run(core.root, cid, str(b)) == 0
+    out = capfd.readouterr().out
+    assert "Cpus_allowed_list:\t0\n" in out
+    assert any(
+        line.split()[-1] == "3" for line in out.splitlines() if line.startswith("policy")
+    )  # SCHED_BATCH
+    assert any(line.split()[-1] == "125" for line in out.splitlines() if line.startswith("prio"))  # nice 5

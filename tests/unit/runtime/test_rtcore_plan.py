@@ -241,3 +241,14 @@ def test_program_encodes(bundle):
     raw = build(bundle).encode()
     assert isinstance(raw, bytes) and len(raw) > 100
     assert os.path.isabs(str(bundle))
+
+
+def test_seccomp_notify_is_refused_clearly(bundle):
+    cfg = copy.deepcopy(BASE)
+    cfg["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": "/run/x.sock",
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
+    }
+    with pytest.raises(InvalidArgument, match="seccomp user notification"):
+        build(bundle, cfg)
