@@ -62,10 +62,12 @@ def create(
     preserve_fds: int = 0,
     subreaper: bool = False,
     loaded: tuple[dict, str, str] | None = None,
+    stdio: tuple[int, int, int] | None = None,
 ) -> st.Container:
     """Create the container; returns its state (status ``created``).
 
-    ``loaded`` is ``spec.load_bundle(bundle)``'s result when the caller already has it.
+    ``loaded`` is ``spec.load_bundle(bundle)``'s result when the caller already has it;
+    ``stdio`` are fds to become the process's stdin/stdout/stderr (default: inherit ours).
     """
     spec.check_id(container_id)
     config, bundle, rootfs = loaded or spec.load_bundle(bundle)
@@ -160,6 +162,7 @@ def create(
                 joins=launch_spec.child_joins,
                 new_cgroupns=launch_spec.new_cgroupns,
                 cgroup_tasks=cgroup_tasks,
+                stdio=stdio,
             )
             return plan.build_create(config, ctx)
 

@@ -89,6 +89,7 @@ def execute(
     console_socket: str | None = None,
     preserve_fds: int = 0,
     ignore_paused: bool = False,
+    stdio: tuple[int, int, int] | None = None,
 ) -> int:
     c = st.load(root, container_id)
     mgr = manager(c)
@@ -129,6 +130,7 @@ def execute(
             preserve_fds=preserve_fds,
             userns="user" in kinds,
             joins=launch_spec.child_joins,
+            stdio=stdio,
         )
         return plan.build_exec(proc, c.config, ctx)
 

@@ -115,6 +115,7 @@ class Context:
         "joins",
         "new_cgroupns",
         "cgroup_tasks",
+        "stdio",
     )
 
     def __init__(
@@ -131,6 +132,7 @@ class Context:
         joins: list[tuple[int, int, str]] | None = None,
         new_cgroupns: bool = False,
         cgroup_tasks: list[str] | None = None,
+        stdio: tuple[int, int, int] | None = None,
     ) -> None:
         self.rootfs = rootfs
         self.bundle = bundle
@@ -145,6 +147,8 @@ class Context:
         self.new_cgroupns = new_cgroupns
         # v1 "tasks" files the child writes "0" to, joining its cgroups itself (see create.py)
         self.cgroup_tasks = cgroup_tasks or []
+        # fds that become the process's stdin/stdout/stderr (None: inherit ours), for the shim
+        self.stdio = stdio
 
 
 def _clean(path: str) -> str:
@@ -156,6 +160,7 @@ def build_create(config: dict, ctx: Context) -> p.Program:
     """The program for a container's init process."""
     prog = p.Program()
     proc = config["process"]
+    _stdio_ops(prog, ctx)
     for path in ctx.cgroup_tasks:
         prog.add(p.OP_WRITE, (), (path, "0"))
     for fd, nstype, name in ctx.joins:
@@ -180,6 +185,7 @@ def build_create(config: dict, ctx: Context) -> p.Program:
 def build_exec(proc: dict, config: dict, ctx: Context) -> p.Program:
     """The program for a process joining a running container (``exec``)."""
     prog = p.Program()
+    _stdio_ops(prog, ctx)
     for fd, nstype, name in ctx.joins:
         prog.add(p.OP_SETNS, (fd, nstype), (name,))
     oom = proc.get("oomScoreAdj")
@@ -187,6 +193,19 @@ def build_exec(proc: dict, config: dict, ctx: Context) -> p.Program:
         prog.add(p.OP_WRITE, (), ("/proc/self/oom_score_adj", str(int(oom))))
     _process_ops(prog, proc, config, ctx, init=False)
     return prog
+
+
+def _stdio_ops(prog: p.Program, ctx: Context) -> None:
+    if ctx.stdio is None:
+        return
+    fds = list(ctx.stdio)
+    if len(fds) != 3:
+        raise InvalidArgument("stdio must be three file descriptors")
+    for target, src in enumerate(fds):
+        # dup2 runs 0, 1, 2 in turn: a source among 0-2 elsewhere would already be overwritten
+        if src in (0, 1, 2) and src != target:
+            raise InvalidArgument("stdio fds 0-2 may only be passed in their own place")
+        prog.add(p.OP_DUP2, (src, target))
 
 
 def _rootfs_ops(prog: p.Program, config: dict, ctx: Context) -> None:

@@ -876,6 +876,10 @@ static void run_program(const char *prog, size_t len)
             execve(g_exe[0] ? g_exe : argv[0], argv, envv);
             DIE_ERRNO("exec %s", argv[0]);
         }
+        case ENG_OP_DUP2:
+            if ((int)r.ints[0] != (int)r.ints[1] && dup2((int)r.ints[0], (int)r.ints[1]) < 0)
+                DIE_ERRNO("dup2 %d to %d", (int)r.ints[0], (int)r.ints[1]);
+            break;
         case ENG_OP_IOPRIO:
             if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, (int)r.ints[0]) < 0)
                 DIE_ERRNO("set io priority %d", (int)r.ints[0]);

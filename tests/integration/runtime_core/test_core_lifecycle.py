@@ -214,3 +214,35 @@ def test_spec_1_2_process_io_priority_scheduler_affinity(core, capfd):
         line.split()[-1] == "3" for line in out.splitlines() if line.startswith("policy")
     )  # SCHED_BATCH
     assert any(line.split()[-1] == "125" for line in out.splitlines() if line.startswith("prio"))  # nice 5
+
+
+def test_stdio_fds_for_a_shim(core, tmp_path):
+    # the shim hands the container its own stdio (FIFOs or pipes) without touching ours
+    cid, b, _ = core.bundle(["sh", "-c", "read line; echo out:$line; echo err:$line >&2"])
+    r_in, w_in = os.pipe()
+    r_out, w_out = os.pipe()
+    r_err, w_err = os.pipe()
+    create(core.root, cid, str(b), stdio=(r_in, w_out, w_err))
+    for fd in (r_in, w_out, w_err):
+        os.close(fd)
+    start(core.root, cid)
+    os.write(w_in, b"hello\n")
+    os.close(w_in)
+    assert os.read(r_out, 100) == b"out:hello\n"
+    assert os.read(r_err, 100) == b"err:hello\n"
+    _wait_status(core.root, cid, "stopped")
+    os.close(r_out)
+    os.close(r_err)
+    delete(core.root, cid)
+
+
+def test_exec_stdio(core):
+    cid, b, _ = core.bundle(["sleep", "60"])
+    create(core.root, cid, str(b))
+    start(core.root, cid)
+    r, w = os.pipe()
+    proc = {"args": ["sh", "-c", "echo exec-out"], "env": ["PATH=/bin"], "cwd": "/"}
+    assert execute(core.root, cid, proc, stdio=(0, w, 2)) == 0
+    os.close(w)
+    assert os.read(r, 100) == b"exec-out\n"
+    os.close(r)
