@@ -178,7 +178,23 @@ def create(
             from engine import native
 
             native.prctl(native.PR_SET_CHILD_SUBREAPER, 1)
-        pid = launch(launch_spec, build, state_json=state_json, on_pid=on_pid, run_hooks=run_hooks)
+
+        def on_seccomp_fd(p: int, fd: int) -> None:
+            from engine.runtime import fastjson
+            from engine.runtime.process import send_seccomp_fd
+
+            sc = linux.get("seccomp") or {}
+            st_obj = fastjson.loads(state_json(p))
+            send_seccomp_fd(sc["listenerPath"], fd, p, st_obj, sc.get("listenerMetadata", ""))
+
+        pid = launch(
+            launch_spec,
+            build,
+            state_json=state_json,
+            on_pid=on_pid,
+            run_hooks=run_hooks,
+            on_seccomp_fd=on_seccomp_fd,
+        )
         if adder is not None:
             adder, waiting = None, adder
             waiting.join()

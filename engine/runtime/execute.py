@@ -135,7 +135,16 @@ def execute(
         return plan.build_exec(proc, c.config, ctx)
 
     try:
-        pid = launch(launch_spec, build, on_pid=mgr.add)
+
+        def on_seccomp_fd(p: int, fd: int) -> None:
+            from engine.runtime.process import send_seccomp_fd
+
+            sc = (c.config.get("linux") or {}).get("seccomp") or {}
+            send_seccomp_fd(
+                sc["listenerPath"], fd, p, c.oci_state(st.RUNNING), sc.get("listenerMetadata", "")
+            )
+
+        pid = launch(launch_spec, build, on_pid=mgr.add, on_seccomp_fd=on_seccomp_fd)
     finally:
         if console is not None:
             console.close()

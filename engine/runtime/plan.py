@@ -421,23 +421,22 @@ def _process_ops(prog: p.Program, proc: dict, config: dict, ctx: Context, *, ini
         prog.add(p.OP_CONSOLE, (ctx.console_fd, int(size.get("height", 0)), int(size.get("width", 0))))
     seccomp_bpf = b""
     seccomp_flags = 0
+    notify = False
     sc = linux.get("seccomp")
     if sc:
         from engine.runtime.seccomp import compile_profile, filter_flags
 
-        if sc.get("listenerPath") or any(
-            r.get("action") == "SCMP_ACT_NOTIFY" for r in sc.get("syscalls") or ()
-        ):
-            raise InvalidArgument(
-                "seccomp user notification (SCMP_ACT_NOTIFY, listenerPath) is not supported"
-            )
+        notify = any(r.get("action") == "SCMP_ACT_NOTIFY" for r in sc.get("syscalls") or ())
+        if notify and not sc.get("listenerPath"):
+            raise InvalidArgument("seccomp SCMP_ACT_NOTIFY needs a listenerPath")
         seccomp_bpf = compile_profile(sc)
         seccomp_flags = filter_flags(sc)
     nnp = bool(proc.get("noNewPrivileges"))
     if nnp:
         prog.add(p.OP_NNP)
     elif seccomp_bpf:
-        prog.add(p.OP_SECCOMP, (seccomp_flags,), (seccomp_bpf,))
+        # without no_new_privs loading needs CAP_SYS_ADMIN: before the user switch drops it
+        prog.add(p.OP_SECCOMP, (seccomp_flags, int(notify)), (seccomp_bpf,))
     prog.add(p.OP_CLOSE_FROM, (3 + ctx.preserve_fds,))
     c = proc.get("capabilities") or {}
     last = capsmod.last_cap()
@@ -469,14 +468,18 @@ def _process_ops(prog: p.Program, proc: dict, config: dict, ctx: Context, *, ini
     args = proc["args"]
     path_env = _env_value(env, "PATH")
     prog.add(p.OP_LOOKUP, (), (args[0],) if path_env is None else (args[0], path_env))
+    if nnp and notify:
+        # the listener fd travels over the sync socket, which closes at READY: load it before
+        prog.add(p.OP_SECCOMP, (seccomp_flags, 1), (seccomp_bpf,))
     prog.add(p.OP_READY)
     if init and ctx.fifo_dirfd >= 0:
         prog.add(p.OP_WAIT_FIFO, (ctx.fifo_dirfd,), ("exec.fifo",))
     if init:
         for hook in (config.get("hooks") or {}).get("startContainer") or ():
             _hook_op(prog, hook)
-    if nnp and seccomp_bpf:
-        prog.add(p.OP_SECCOMP, (seccomp_flags,), (seccomp_bpf,))
+    if nnp and seccomp_bpf and not notify:
+        # as close to execve as possible, as runc
+        prog.add(p.OP_SECCOMP, (seccomp_flags, 0), (seccomp_bpf,))
     if aff.get("final"):
         prog.add(p.OP_AFFINITY, (), (cpu_set(aff["final"]),))
     prog.add(p.OP_EXEC, (len(args), len(env)), (*args, *env))

@@ -144,12 +144,15 @@ def kill_and_reap(pid: int) -> None:
         pass
 
 
-def launch(launch_spec: Launch, build_program, *, state_json=None, on_pid=None, run_hooks=None) -> int:
+def launch(
+    launch_spec: Launch, build_program, *, state_json=None, on_pid=None, run_hooks=None, on_seccomp_fd=None
+) -> int:
     """Make the process and take it to READY; returns its pid (as seen from here).
 
     ``build_program(pid) -> Program`` is called once the process exists and is in its cgroup
     (``on_pid(pid)`` does that); ``state_json(pid) -> bytes`` is what hooks read on stdin;
-    ``run_hooks(pid)`` runs prestart/createRuntime hooks when the child asks.
+    ``run_hooks(pid)`` runs prestart/createRuntime hooks when the child asks;
+    ``on_seccomp_fd(pid, fd)`` hands a seccomp user-notification listener fd on.
     """
     parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0)
     pid = stage1_pid = -1
@@ -173,7 +176,7 @@ def launch(launch_spec: Launch, build_program, *, state_json=None, on_pid=None, 
             stage1_pid = pid
             pid = -1
             while pid < 0:
-                mtype, value, payload = _recv(parent)
+                mtype, value, payload, _ = _recv(parent)
                 if mtype == p.MSG_USERNS:
                     write_id_maps(value, launch_spec.uid_map, launch_spec.gid_map)
                     parent.send(p.pack_msg(p.MSG_USERNS_DONE))
@@ -196,9 +199,21 @@ def launch(launch_spec: Launch, build_program, *, state_json=None, on_pid=None, 
         except OSError as e:
             raise ContainerError(f"send setup program ({len(payload)} bytes): {e.strerror}") from e
         while True:
-            mtype, value, payload = _recv(parent)
+            mtype, value, payload, fds = _recv(parent)
             if mtype == p.MSG_READY:
                 return pid
+            if mtype == p.MSG_SECCOMP_FD:
+                try:
+                    if not fds:
+                        raise ContainerError("seccomp listener fd missing from the container's message")
+                    if on_seccomp_fd is None:
+                        raise ContainerError("seccomp listener fd received, but nobody to give it to")
+                    on_seccomp_fd(pid, fds[0])
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                parent.send(p.pack_msg(p.MSG_SECCOMP_DONE))
+                continue
             if mtype == p.MSG_HOOKS:
                 if run_hooks is not None:
                     run_hooks(pid)
@@ -218,14 +233,22 @@ def launch(launch_spec: Launch, build_program, *, state_json=None, on_pid=None, 
             pass
 
 
-def _recv(sock) -> tuple[int, int, bytes]:
+def _recv(sock) -> tuple[int, int, bytes, list[int]]:
+    """One message and the fds attached to it (only MSG_SECCOMP_FD carries one)."""
     try:
-        data = sock.recv(65536)
+        data, anc, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
     except OSError as e:
         raise ContainerError(f"read from container process: {e.strerror}") from e
+    fds = [
+        int.from_bytes(d[i : i + 4], "little", signed=True)
+        for lvl, typ, d in anc
+        if lvl == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS
+        for i in range(0, len(d) - 3, 4)
+    ]
     if not data:
         raise ContainerError("container process exited before it was set up")
-    return p.unpack_msg(data)
+    mtype, value, payload = p.unpack_msg(data)
+    return mtype, value, payload, fds
 
 
 def _unexpected(mtype: int, value: int, payload: bytes) -> None:
@@ -256,6 +279,31 @@ class Background:
         self._lock.release()
         if self._err is not None:
             raise self._err
+
+
+def send_seccomp_fd(listener_path: str, fd: int, pid: int, state: dict, metadata: str = "") -> None:
+    """Give a seccomp notify fd to ``linux.seccomp.listenerPath`` with the spec's
+    containerProcessState as the message (SCM_RIGHTS over a unix stream socket)."""
+    from engine.runtime import fastjson
+
+    msg = {
+        "ociVersion": state.get("ociVersion", ""),
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": metadata,
+        "state": state,
+    }
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0)
+    try:
+        s.connect(listener_path)
+        s.sendmsg(
+            [fastjson.dumps(msg).encode()],
+            [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, "little", signed=True))],
+        )
+    except OSError as e:
+        raise ContainerError(f"send seccomp fd to {listener_path}: {(e.strerror or str(e)).lower()}") from e
+    finally:
+        s.close()
 
 
 def ns_path(pid: int, kind: str) -> str:

@@ -100,6 +100,26 @@ static int send_msg(int fd, uint32_t type, int32_t value, const void *data, size
     return n < 0 ? -1 : 0;
 }
 
+/* Send a message with one fd attached (SCM_RIGHTS). */
+static int send_msg_fd(int sock, uint32_t type, int fd)
+{
+    uint32_t hdr[2] = {type, 0};
+    struct iovec iov = {hdr, sizeof(hdr)};
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof(cbuf));
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof(cbuf);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return sendmsg(sock, &m, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
 /* Receive one message; returns payload length or -1.  buf gets the payload. */
 static ssize_t recv_msg(int fd, uint32_t *type, int32_t *value, char *buf, size_t cap)
 {
@@ -818,8 +838,20 @@ static void run_program(const char *prog, size_t len)
                 die("seccomp filter too long: %u instructions", r.lens[0] / 8);
             memcpy(filt, r.strs[0], r.lens[0]);
             fp.filter = filt;
-            if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)r.ints[0], &fp) < 0)
+            long sfd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)r.ints[0], &fp);
+            if (sfd < 0)
                 DIE_ERRNO("load seccomp filter%s", "");
+            if (r.nint > 1 && r.ints[1]) {
+                /* user notification: the parent hands the listener fd to the listenerPath socket */
+                uint32_t type;
+                int32_t value;
+                char b[16];
+                if (send_msg_fd(g_sync, ENG_MSG_SECCOMP_FD, (int)sfd) < 0)
+                    DIE_ERRNO("send seccomp listener fd%s", "");
+                if (recv_msg(g_sync, &type, &value, b, sizeof(b)) < 0 || type != ENG_MSG_SECCOMP_DONE)
+                    _exit(ENG_CHILD_FAILED);
+                close((int)sfd);
+            }
             break;
         }
         case ENG_OP_UMASK:

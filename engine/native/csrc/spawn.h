@@ -19,6 +19,8 @@
 #define ENG_MSG_HOOKS_DONE 6  /* parent: hooks ran */
 #define ENG_MSG_READY 7       /* child: set up, waiting on the exec FIFO (value = pid) */
 #define ENG_MSG_ERROR 8       /* child: value = errno, payload = message */
+#define ENG_MSG_SECCOMP_FD 9  /* child: the seccomp notify listener fd, with SCM_RIGHTS */
+#define ENG_MSG_SECCOMP_DONE 10 /* parent: the fd went to the listener */
 
 /* program operations */
 #define ENG_OP_SETNS 1

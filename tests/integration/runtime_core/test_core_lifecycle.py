@@ -246,3 +246,57 @@ def test_exec_stdio(core):
     os.close(w)
     assert os.read(r, 100) == b"exec-out\n"
     os.close(r)
+
+
+def test_seccomp_user_notification_reaches_the_listener(core, tmp_path, capfd):
+    import fcntl
+    import json
+    import struct
+    import threading
+
+    cid, b, spec = core.bundle(
+        ["sh", "-c", "mkdir /tmp/x; echo rc=$?"], root={"path": "rootfs", "readonly": False}
+    )
+    path = str(tmp_path / "listener.sock")
+    spec["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": path,
+        "listenerMetadata": "hello",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+    }
+    core.write(b, spec)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    got = {}
+
+    def listener():
+        conn, _ = srv.accept()
+        fds = array.array("i")
+        msg, anc, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(fds.itemsize))
+        fds.frombytes(anc[0][2])
+        got["msg"] = json.loads(msg)
+        fd = fds[0]
+        # answer one notification: EACCES
+        buf = bytearray(80)
+        fcntl.ioctl(fd, 0xC0502100, buf)  # SECCOMP_IOCTL_NOTIF_RECV
+        notif_id = struct.unpack_from("<Q", buf)[0]
+        got["nr"] = struct.unpack_from("<i", buf, 16)[0]
+        fcntl.ioctl(fd, 0xC0182101, struct.pack("<QqiI", notif_id, 0, -13, 0))  # NOTIF_SEND
+        os.close(fd)
+        conn.close()
+
+    t = threading.Thread(target=listener, daemon=True)
+    t.start()
+    try:
+        assert run(core.root, cid, str(b)) == 0
+    finally:
+        srv.close()
+    t.join(5)
+    captured = capfd.readouterr()
+    assert "rc=1" in captured.out
+    assert "Permission denied" in captured.err
+    msg = got["msg"]
+    assert msg["fds"] == ["seccompFd"] and msg["metadata"] == "hello"
+    assert msg["state"]["id"] == cid and msg["pid"] > 0
+    assert got["nr"] in (83, 258)  # mkdir, mkdirat on x86_64

@@ -243,12 +243,20 @@ def test_program_encodes(bundle):
     assert os.path.isabs(str(bundle))
 
 
-def test_seccomp_notify_is_refused_clearly(bundle):
+def test_seccomp_notify_needs_a_listener_and_loads_before_ready(bundle, monkeypatch):
+    import engine.runtime.seccomp as sc
+
+    monkeypatch.setattr(sc, "compile_profile", lambda prof: b"\x06\x00\x00\x00\x00\x00\xff\x7f")
+    monkeypatch.setattr(sc, "filter_flags", lambda prof: 8)
     cfg = copy.deepcopy(BASE)
     cfg["linux"]["seccomp"] = {
         "defaultAction": "SCMP_ACT_ALLOW",
-        "listenerPath": "/run/x.sock",
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}],
     }
-    with pytest.raises(InvalidArgument, match="seccomp user notification"):
+    with pytest.raises(InvalidArgument, match="needs a listenerPath"):
         build(bundle, cfg)
+    cfg["linux"]["seccomp"]["listenerPath"] = "/run/x.sock"
+    prog = build(bundle, cfg)
+    names = prog.names()
+    assert names.index("OP_SECCOMP") < names.index("OP_READY")  # the fd goes over the sync socket
+    assert prog.find(p.OP_SECCOMP)[0][0] == (8, 1)
