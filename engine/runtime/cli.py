@@ -207,6 +207,20 @@ class Logger:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; as the console script (``argv`` None) exit without interpreter teardown."""
+    code = _main(argv)
+    if argv is None:
+        # Tearing the interpreter down costs ~3 ms of every container start and there is nothing
+        # to tear down (no threads left, no atexit work): flush and leave.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     log = Logger(None, "text", False)
     try:
