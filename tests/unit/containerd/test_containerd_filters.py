@@ -143,3 +143,19 @@ def test_quoted_values_round_trip(field: str, value: str) -> None:
     f = parse(f'{field}=="{escaped}"')
     assert f == Selector((field,), "==", value)
     assert f.match(mapping_adaptor({field: value}))
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        # dockerd's libcontainerd subscription
+        ("namespace==moby,topic~=|^/tasks/|", {"namespace": "moby", "topic": "/tasks/exit"}, True),
+        ("namespace==moby,topic~=|^/tasks/|", {"namespace": "moby", "topic": "/containers/create"}, False),
+        ("namespace==moby,topic~=|^/tasks/|", {"namespace": "k8s.io", "topic": "/tasks/exit"}, False),
+        # the CRI plugin's and ctr users' usual forms
+        ('topic=="/tasks/oom"', {"topic": "/tasks/oom"}, True),
+        ('topic~="/images/"', {"topic": "/images/create"}, True),
+    ],
+)
+def test_filters_real_clients_send(text: str, env: dict[str, object], expected: bool) -> None:
+    assert parse(text).match(mapping_adaptor(env)) is expected
