@@ -1,4 +1,7 @@
-"""``kill``: send a signal to the init, or with ``all`` to every process in the cgroup."""
+"""``kill``: send a signal to the init, or with ``all`` to every process in the cgroup.
+
+``current_status`` is the status with the freezer consulted (paused), used by every operation.
+"""
 
 from __future__ import annotations
 
@@ -29,11 +32,17 @@ def current_status(c: st.Container, mgr=None) -> str:
 def kill(root: str, container_id: str, sig: int, *, all_processes: bool = False) -> None:
     c = st.load(root, container_id)
     status = current_status(c)
+    if all_processes:
+        # runc allows --all on a stopped container: without a pid namespace processes can
+        # outlive the init, and a shim uses this to clean them up
+        mgr = manager(c)
+        if mgr.exists():
+            mgr.kill_all(sig)
+        elif status != st.STOPPED:
+            raise FailedPrecondition("container not running")
+        return
     if not st.can_kill(status):
         raise FailedPrecondition("container not running")
-    if all_processes:
-        manager(c).kill_all(sig)
-        return
     try:
         os.kill(c.pid, sig)
     except ProcessLookupError as e:
