@@ -20,6 +20,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -39,7 +40,7 @@ MAX_HEADER_BYTES = 1 << 20
 
 class Request:
     __slots__ = ("method", "path", "raw_path", "query", "headers", "body", "actor", "params", "version",
-                 "conn", "_body_done")
+                 "conn", "keep_alive", "upgrade")
 
     def __init__(self, method: str, raw_path: str, headers: dict[str, str], actor: str, conn: HttpProtocol) -> None:
         parts = urlsplit(raw_path)
@@ -53,6 +54,8 @@ class Request:
         self.params: dict[str, str] = {}
         self.version = ""
         self.conn = conn
+        self.keep_alive = True
+        self.upgrade = False
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -147,6 +150,11 @@ class Conn:
 
 
 class HttpProtocol(asyncio.Protocol):
+    """One connection. Requests are parsed as they arrive but handled one at a time, in order: a
+    pipelined request waits in ``_pipeline`` and reading pauses until the response before it is written.
+    While a response streams, reading resumes so that the client's EOF (it went away) is seen at once and
+    the stream, with its subscription, is torn down; bytes that arrive meanwhile are held for the parser."""
+
     def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -154,14 +162,17 @@ class HttpProtocol(asyncio.Protocol):
         self.actor = "unknown"
         self.closed = False
         self.streaming = False
-        self._pending_hijack_data: bytes | None = None
         self._url = b""
         self._headers: dict[str, str] = {}
         self._header_bytes = 0
-        self._request: Request | None = None
+        self._parsing: Request | None = None  # headers seen, body still arriving
+        self._pipeline: deque[Request] = deque()  # complete requests waiting for their turn
+        self._held = b""  # bytes received while a response streams, parsed after it
+        self._broken = False  # the parser cannot go on (an upgrade, a parse error)
+        self._error: str | None = None  # a parse error to answer once the requests before it are
+        self._request: Request | None = None  # the request being handled
         self._task: asyncio.Task | None = None
         self._hijacked: Conn | None = None
-        self._upgrade_requested = False
         self._can_write = asyncio.Event()
         self._can_write.set()
 
@@ -178,10 +189,12 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = True
         self.server.connections.discard(self)
         self._can_write.set()
+        self._pipeline.clear()
         if self._hijacked is not None:
             self._hijacked.reader.feed_eof()
-        if self._request is not None:
-            self._request.body.feed_eof()
+        for req in (self._request, self._parsing):
+            if req is not None:
+                req.body.feed_eof()
         if self._task is not None and not self._task.done() and self._hijacked is None:
             self._task.cancel()
 
@@ -200,33 +213,42 @@ class HttpProtocol(asyncio.Protocol):
         if self._hijacked is not None:
             self._hijacked.reader.feed_data(data)
             return
+        if self.streaming or self._broken:
+            self._held += data
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0] if upgrade.args else len(data)
-            self._upgrade_requested = True
-            self._on_complete()
-            if self._pending_hijack_data is None:
-                self._pending_hijack_data = data[offset:]
+            self._broken = True  # the rest of the connection is the upgraded stream, not HTTP
+            if self._parsing is not None:
+                self._parsing.upgrade = True
+                self._parsing.body.feed_eof()
+                self._parsing = None
+            self._held += data[offset:]
         except httptools.HttpParserError as err:
-            self._send_simple(400, f"malformed HTTP request: {err}")
-            self.transport.close()
+            self._broken = True
+            self._error = f"malformed HTTP request: {err}"
+            if self._task is None or self._task.done():
+                self._next()  # else answer what came before it first
 
     def eof_received(self) -> bool:
         if self._hijacked is not None:
             self._hijacked.reader.feed_eof()
             return True  # keep writing after the client's half-close
-        if self._request is not None:
-            self._request.body.feed_eof()
-            return True
-        return False
+        if self.streaming:
+            return False  # the client of a stream went away: close, which cancels the stream
+        for req in (self._request, self._parsing):
+            if req is not None:
+                req.body.feed_eof()
+        # a request in flight still gets its response; an idle connection just closes
+        return self._task is not None and not self._task.done()
 
     # ---- httptools callbacks --------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = {}
         self._header_bytes = 0
-        self._upgrade_requested = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -242,27 +264,52 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         method = self.parser.get_method().decode()
         req = Request(method, self._url.decode("latin-1"), self._headers, self.actor, self)
+        req.keep_alive = self.parser.should_keep_alive()
+        req.upgrade = self.parser.should_upgrade()
         req.body.set_transport(self.transport)
+        self._parsing = req
+        if self._task is None or self._task.done():
+            self._start(req)
+        else:
+            self._pipeline.append(req)
+
+    def on_body(self, body: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing.body.feed_data(body)
+
+    def on_message_complete(self) -> None:
+        if self._parsing is not None:
+            self._parsing.body.feed_eof()
+            self._parsing = None
+        # one request at a time: resume when the response is written
+        self.transport.pause_reading()
+
+    # ---- serving ----------------------------------------------------------------------------------
+    def _start(self, req: Request) -> None:
         self._request = req
         self._task = asyncio.get_running_loop().create_task(self._handle(req))
 
-    def on_body(self, body: bytes) -> None:
-        if self._request is not None:
-            self._request.body.feed_data(body)
+    def _next(self) -> None:
+        """The response is written: start the next pipelined request, or read more."""
+        if self.closed:
+            return
+        if self._pipeline:
+            self._start(self._pipeline.popleft())
+            return
+        if self._error is not None:
+            self._send_simple(400, self._error)
+            self.transport.close()
+            return
+        if self._broken:
+            self.transport.close()
+            return
+        self.transport.resume_reading()
+        held, self._held = self._held, b""
+        if held:
+            self.data_received(held)
 
-    def on_message_complete(self) -> None:
-        self._on_complete()
-
-    def _on_complete(self) -> None:
-        if self._request is not None:
-            self._request.body.feed_eof()
-        if not self._upgrade_requested:
-            # one request at a time: resume when the response is written
-            self.transport.pause_reading()
-
-    # ---- serving ----------------------------------------------------------------------------------
     async def _handle(self, req: Request) -> None:
-        keep_alive = True
+        keep_alive = req.keep_alive
         try:
             try:
                 resp = await self.server.handler(req)
@@ -273,13 +320,11 @@ class HttpProtocol(asyncio.Protocol):
             except Exception as err:
                 log.exception("%s %s failed", req.method, req.path)
                 resp = Response.error(500, f"internal error: {err}")
-            try:
-                keep_alive = self.parser.should_keep_alive()
-            except Exception:
-                keep_alive = False
             if isinstance(resp, Hijack):
                 await self._hijack(req, resp)
                 return
+            if req.upgrade:
+                keep_alive = False  # an upgrade refused: what follows on the wire is not HTTP
             if isinstance(resp, StreamResponse):
                 await self._stream(req, resp, keep_alive)
             else:
@@ -295,7 +340,7 @@ class HttpProtocol(asyncio.Protocol):
         if not keep_alive:
             self.transport.close()
         else:
-            self.transport.resume_reading()
+            self._next()
 
     def _head(self, status: int, headers: dict[str, str], reason: str | None = None) -> bytes:
         phrase = reason or _phrase(status)
@@ -316,6 +361,7 @@ class HttpProtocol(asyncio.Protocol):
         headers = {"Content-Type": resp.content_type, "Transfer-Encoding": "chunked", **resp.headers}
         self.streaming = True
         self.transport.write(self._head(resp.status, headers))
+        self.transport.resume_reading()  # to see the client go (EOF) while we wait for chunks
         it = resp.chunks
         try:
             async for chunk in it:
@@ -334,10 +380,10 @@ class HttpProtocol(asyncio.Protocol):
     async def _hijack(self, req: Request, resp: Hijack) -> None:
         conn = Conn(self)
         self._hijacked = conn
-        pending = self._pending_hijack_data
+        pending, self._held = self._held, b""
         if pending:
             conn.reader.feed_data(pending)
-        if self._upgrade_requested:
+        if req.upgrade:
             head = (f"HTTP/1.1 101 UPGRADED\r\nContent-Type: {resp.content_type}\r\n"
                     "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
         else:
