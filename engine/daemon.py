@@ -139,21 +139,13 @@ class Daemon:
                                  namespace="", actor=ACTOR, cause="stop")
 
     async def _start_servers(self, services: Services) -> None:
+        from engine.api.containerd.server import serve_containerd
         from engine.api.docker.server import serve_docker
 
         cfg = self.cfg
         self.servers.append(await serve_docker(services, cfg, lambda p: secure_socket(p, cfg.group)))
         grpc_path = str(cfg.grpc_socket)
-        if os.path.exists(grpc_path):
-            os.unlink(grpc_path)
-        os.makedirs(os.path.dirname(grpc_path), exist_ok=True)
-        try:  # TEMPORARY until the containerd transport lands
-            from engine.api.containerd.server import serve_containerd
-        except ImportError:
-            log.error("containerd API not available yet")
-            return
         self.servers.append(await serve_containerd(services, grpc_path))
-        secure_socket(grpc_path, cfg.group)
         log.info("containerd API listening on unix://%s", grpc_path)
 
     async def _stop_servers(self) -> None:
@@ -212,6 +204,7 @@ def main(cfg: Config) -> int:
     """Run the daemon in the foreground; returns the process exit code."""
     logging.basicConfig(level=_py_level(cfg.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hpack").setLevel(logging.WARNING)  # h2's header codec logs every frame at debug
     import uvloop
 
     daemon = Daemon(cfg)
