@@ -440,8 +440,8 @@ def _process_ops(prog: p.Program, proc: dict, config: dict, ctx: Context, *, ini
     prog.add(p.OP_CLOSE_FROM, (3 + ctx.preserve_fds,))
     c = proc.get("capabilities") or {}
     last = capsmod.last_cap()
-    if "capabilities" in proc:
-        prog.add(p.OP_BOUNDING, (capsmod.mask(c.get("bounding")), last))
+    # no "capabilities" at all means none, the bounding set included (as runc)
+    prog.add(p.OP_BOUNDING, (capsmod.mask(c.get("bounding")), last))
     cwd = proc.get("cwd") or "/"
     prog.add(p.OP_CHDIR, (1,), (cwd,))
     groups = [int(g) for g in user.get("additionalGids") or ()]

@@ -513,15 +513,15 @@ static void do_mount(struct rec *r)
     const char *t = fd >= 0 ? target : dst;
     if (mount(*src ? src : NULL, t, *fstype ? fstype : NULL, flags, *data ? data : NULL) < 0)
         DIE_ERRNO("mount %s to %s (type %s)", src, dst, fstype);
+    if ((remount || prop) && fd >= 0) {
+        /* re-open: the old fd names the directory under the new mount, not the mount */
+        close(fd);
+        fd = open_in_root(dst, O_PATH);
+        if (fd < 0)
+            DIE_ERRNO("open %s in rootfs", dst);
+        fdpath(target, sizeof(target), fd);
+    }
     if (remount) {
-        /* re-open: the mount covered the old fd's dentry */
-        if (fd >= 0) {
-            close(fd);
-            fd = open_in_root(dst, O_PATH);
-            if (fd < 0)
-                DIE_ERRNO("open %s in rootfs", dst);
-            fdpath(target, sizeof(target), fd);
-        }
         unsigned long keep = locked_flags(t);
         if (remount & (MS_NOATIME | MS_RELATIME | MS_STRICTATIME))
             keep &= ~(MS_NOATIME | MS_RELATIME | MS_STRICTATIME | MS_NODIRATIME);
