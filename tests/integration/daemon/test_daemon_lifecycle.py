@@ -1,0 +1,174 @@
+"""The daemon's life cycle as a process: its sockets (mode, group), the root lock, SIGTERM/SIGINT with
+clients connected, SIGHUP reloads, and the crash marker after SIGKILL."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+import uuid
+
+import pytest
+from daemon_util import events_listeners, journal_rows, open_stream, read_to_eof, run_daemon, wait_for
+
+pytestmark = pytest.mark.root
+
+
+def sock_stat(path: str) -> os.stat_result:
+    st = os.stat(path)
+    assert stat.S_ISSOCK(st.st_mode), path
+    return st
+
+
+@contextlib.contextmanager
+def group(name: str):  # type: ignore[no-untyped-def]
+    existed = True
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        existed = False
+        subprocess.run(["groupadd", name], check=True, capture_output=True)
+    try:
+        yield grp.getgrnam(name).gr_gid
+    finally:
+        if not existed:
+            subprocess.run(["groupdel", name], check=False, capture_output=True)
+
+
+def test_sockets_are_0660(engine_daemon) -> None:
+    for path in (engine_daemon.docker_sock, engine_daemon.containerd_sock):
+        st = sock_stat(path)
+        assert stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
+        assert st.st_uid == 0
+
+
+def test_sockets_belong_to_the_engine_group_when_it_exists(daemon_factory) -> None:
+    with group("engine") as gid:
+        d = daemon_factory()
+        for path in (d.docker_sock, d.containerd_sock):
+            st = sock_stat(path)
+            assert stat.S_IMODE(st.st_mode) == 0o660
+            assert st.st_gid == gid, (path, st.st_gid, gid)
+
+
+def test_sockets_belong_to_the_group_given_with_group_flag(daemon_factory) -> None:
+    name = f"engt{uuid.uuid4().hex[:8]}"
+    with group(name) as gid:
+        d = daemon_factory("--group", name)
+        for path in (d.docker_sock, d.containerd_sock):
+            st = sock_stat(path)
+            assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == gid
+    # a group that does not exist leaves the sockets root-owned (as dockerd does without `docker`)
+    d2 = daemon_factory("--group", f"nogroup{uuid.uuid4().hex[:8]}")
+    assert sock_stat(d2.docker_sock).st_gid == 0
+
+
+@pytest.mark.parametrize("same_exec_root", [False, True])
+def test_second_daemon_on_the_same_root_exits_at_once(engine_daemon, tmp_path, same_exec_root: bool) -> None:
+    exec_root = str(engine_daemon.exec_root) if same_exec_root else str(tmp_path / "run2")
+    t0 = time.monotonic()
+    proc = run_daemon("--root", str(engine_daemon.root), "--exec-root", exec_root)
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert f"pid {engine_daemon.proc.pid}" in err, err
+    assert "already running" in err and str(engine_daemon.root) in err
+    assert len(err.splitlines()) == 1, err  # one clear line, not a traceback
+    # the first daemon is untouched: same sockets, still serving, journal has no second start
+    assert engine_daemon.request("GET", "/_ping")[0] == 200
+    engine_daemon.ctr("version")
+    status, body = engine_daemon.request("GET", "/engine/journal?type=daemon.started")
+    starts = [body] if isinstance(body, dict) else [json.loads(x) for x in body.splitlines()]
+    assert [s["event"]["pid"] for s in starts] == [engine_daemon.proc.pid]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_exits_0_and_cleans_up(daemon_factory, sig: signal.Signals) -> None:
+    d = daemon_factory()
+    d.ctr("namespaces", "create", "before-stop")
+    # clients connected at the stop: a live events stream (until far ahead), a journal follower,
+    # an idle keep-alive connection and a half-sent request
+    events = open_stream(d, f"/v1.50/events?until={time.time() + 120:.3f}")
+    follower = open_stream(d, "/engine/journal?follow=1&tail=1")
+    wait_for(lambda: events_listeners(d) == 2, what="two subscriptions")
+    idle = socket.socket(socket.AF_UNIX)
+    idle.connect(d.docker_sock)
+    idle.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+    half = socket.socket(socket.AF_UNIX)
+    half.connect(d.docker_sock)
+    half.sendall(b"GET /version HTTP/1.1\r\nHo")
+    pid = d.proc.pid
+    t0 = time.monotonic()
+    d.proc.send_signal(sig)
+    rc = d.proc.wait(15)
+    took = time.monotonic() - t0
+    assert rc == 0, d.log()
+    assert took < 5, f"stopping took {took:.1f}s"
+    # every client saw its connection end (not left hanging)
+    for s in (events, follower, idle, half):
+        s.settimeout(5)
+        read_to_eof(s)
+        s.close()
+    assert not os.path.exists(d.docker_sock) and not os.path.exists(d.containerd_sock)
+    rows = journal_rows(d.root)
+    assert rows[-1]["type"] == "daemon.stopped", rows[-1]
+    assert rows[-1]["event"]["signal"] == sig.name and rows[-1]["event"]["pid"] == pid
+    assert rows[-1]["actor"] == "daemon"
+    assert [r["subject"] for r in rows if r["type"] == "namespace.created"] == ["before-stop"]
+    assert f"stopping on {sig.name}" in d.log()
+    # the lock is released and the next start sees a clean stop
+    d.start()
+    started = [r for r in journal_rows(d.root) if r["type"] == "daemon.started"]
+    assert started[-1]["event"].get("previous_stop_clean", True) is True  # True is the default, omitted
+    assert "did not stop cleanly" not in d.log()
+
+
+def test_sigkill_leaves_a_crash_marker(engine_daemon) -> None:
+    engine_daemon.kill()
+    assert os.path.exists(engine_daemon.docker_sock)  # nobody removed it
+    engine_daemon.start()  # the stale sockets are replaced
+    started = [r for r in journal_rows(engine_daemon.root) if r["type"] == "daemon.started"]
+    assert [s["event"].get("previous_stop_clean", True) for s in started] == [True, False]
+    assert "did not stop cleanly" in engine_daemon.log()
+    assert engine_daemon.request("GET", "/_ping")[0] == 200
+
+
+def test_sighup_reload_journals_a_docker_daemon_reload_event(daemon_factory) -> None:
+    d = daemon_factory(start=False)
+    d.base.mkdir(parents=True, exist_ok=True)
+    cfg = d.base / "daemon.json"
+    cfg.write_text(json.dumps({"labels": ["a=1"]}))
+    d.extra_args = ["--config", str(cfg)]
+    d.start()
+    assert d.request("GET", "/info")[1]["Labels"] == ["a=1"]
+    cfg.write_text(json.dumps({"labels": ["a=2", "b=3"], "log-level": "info"}))
+    t0 = time.time()
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: d.request("GET", "/info")[1]["Labels"] == ["a=2", "b=3"], what="the new labels")
+    out = d.docker("events", "--since", f"{t0:.6f}", "--until", f"{time.time() + 0.001:.6f}",
+                   "--format", "{{json .}}").stdout.splitlines()
+    assert len(out) == 1, out
+    msg = json.loads(out[0])
+    assert (msg["Type"], msg["Action"]) == ("daemon", "reload")
+    assert msg["Actor"]["Attributes"]["labels"] == "a=2,b=3"
+    assert msg["Actor"]["ID"] == d.request("GET", "/info")[1]["ID"]
+    # a broken file is not applied: logged, nothing journaled, the daemon keeps running
+    seq = d.request("GET", "/info")[1]["EngineJournal"]["LastSeq"]
+    cfg.write_text("{not json")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "config not reloaded" in d.log(), what="the reload error in the log")
+    assert d.request("GET", "/info")[1]["EngineJournal"]["LastSeq"] == seq
+    assert d.request("GET", "/info")[1]["Labels"] == ["a=2", "b=3"]
+    assert d.proc.poll() is None
+    # without --config, SIGHUP is harmless
+    plain = daemon_factory()
+    plain.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "no config file to reload" in plain.log(), what="the log line")
+    assert plain.request("GET", "/_ping")[0] == 200
