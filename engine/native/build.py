@@ -4,9 +4,10 @@ The module ``engine.native._native`` holds two kinds of things:
 
 * thin wrappers for syscalls Python 3.11 lacks (unshare, setns, mount, umount2, pivot_root,
   capget/capset, prctl, seccomp, personality, tty ioctls), declared straight from libc;
-* the C part of container setup (``csrc/spawn.c``): ``eng_spawn`` clones the container process
-  and, in the child, interprets the setup program that Python built, so no Python runs after
-  fork (the role runc gives nsexec).
+* the C part of container setup: ``eng_spawn`` (csrc/spawn.c) clones the container process
+  and, in the child, interprets the setup program that Python built (filesystem work in
+  rootfs.c, process work in process.c), so no Python runs after fork (the role runc gives
+  nsexec).  csrc/syscalls.c holds the thin wrappers.
 
 The C sources sit next to this file; paths are resolved from it so the build works from any cwd.
 """
@@ -70,10 +71,10 @@ ffibuilder.set_source(
     #include <unistd.h>
     #include "spawn.h"
     """,
-    sources=[os.path.join(_REL_CSRC, "spawn.c")],
+    sources=[os.path.join(_REL_CSRC, f) for f in ("spawn.c", "rootfs.c", "process.c", "syscalls.c")],
     include_dirs=[_REL_CSRC],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-parameter"],
-    depends=[os.path.join(_REL_CSRC, "spawn.h")],
+    depends=[os.path.join(_REL_CSRC, f) for f in ("spawn.h", "internal.h")],
 )
 
 if __name__ == "__main__":
