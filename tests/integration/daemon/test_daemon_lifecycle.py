@@ -63,7 +63,8 @@ def test_sockets_belong_to_the_group_given_with_group_flag(daemon_factory) -> No
         d = daemon_factory("--group", name)
         for path in (d.docker_sock, d.containerd_sock):
             st = sock_stat(path)
-            assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == gid
+            assert stat.S_IMODE(st.st_mode) == 0o660
+            assert st.st_gid == gid, f"{path} is not owned by the --group {name} ({gid}) but by gid {st.st_gid}"
     # a group that does not exist leaves the sockets root-owned (as dockerd does without `docker`)
     d2 = daemon_factory("--group", f"nogroup{uuid.uuid4().hex[:8]}")
     assert sock_stat(d2.docker_sock).st_gid == 0
