@@ -1,0 +1,100 @@
+"""systemd socket activation: `-H fd://` serves the listening sockets passed from fd 3 on (LISTEN_PID,
+LISTEN_FDS), as systemd's docker.socket does; here the test plays systemd with a pre-bound unix socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+from daemon_util import run_daemon
+
+from tests.harness import ENGINE, EngineDaemon
+
+pytestmark = pytest.mark.root
+
+
+class ActivatedDaemon(EngineDaemon):
+    """The daemon started the way systemd starts it: sh sets LISTEN_PID to its own pid and execs."""
+
+    def __init__(self, host: str = "fd://") -> None:
+        super().__init__()
+        self.host = host
+        self.exec_root.mkdir(parents=True)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # what systemd binds
+        self.listener.bind(self.docker_sock)
+        self.listener.listen(16)
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self.listener.close()
+
+    def start(self, wait: bool = True) -> EngineDaemon:
+        fd = self.listener.fileno()
+        cmd = (f"LISTEN_PID=$$ LISTEN_FDS=1 exec {ENGINE} daemon --root {self.root} --exec-root {self.exec_root} "
+               f"--log-level debug -H {self.host} 3<&{fd} {fd}<&-")
+        log = open(self.log_path, "ab")
+        # bash (not dash) for a two-digit fd in the redirection
+        self.proc = subprocess.Popen(["bash", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, pass_fds=(fd,))
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+
+@pytest.fixture
+def activated():  # type: ignore[no-untyped-def]
+    made: list[ActivatedDaemon] = []
+
+    def make(host: str = "fd://") -> ActivatedDaemon:
+        made.append(ActivatedDaemon(host))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for d in made:
+            d.cleanup()
+
+
+def test_fd_socket_activation(activated) -> None:
+    d = activated()
+    # a client can connect before the daemon runs: the kernel queues it on the listening socket
+    early = socket.socket(socket.AF_UNIX)
+    early.connect(d.docker_sock)
+    early.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    d.start()
+    early.settimeout(10)
+    assert early.recv(4096).startswith(b"HTTP/1.1 200 OK")
+    early.close()
+    assert "Docker API listening on fd 3" in d.log()
+    out = d.docker("version", "--format", "{{.Server.APIVersion}}").stdout
+    assert out.strip() == "1.50"
+    assert d.request("GET", "/info")[0] == 200
+    d.ctr("version")  # the containerd socket is still made under the exec root
+    assert d.stop() == 0
+
+
+def test_fd_with_the_fd_number(activated) -> None:
+    d = activated("fd://3")
+    d.start()
+    assert d.request("GET", "/_ping")[0] == 200
+    assert d.stop() == 0
+
+
+def test_fd_without_passed_sockets_is_refused(tmp_path) -> None:
+    proc = run_daemon("--root", str(tmp_path / "root"), "--exec-root", str(tmp_path / "run"), "-H", "fd://")
+    assert proc.returncode == 1
+    assert "fd:// was given but no sockets were passed" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_fd_with_listen_pid_of_another_process_is_ignored(tmp_path) -> None:
+    # LISTEN_PID names the parent, not the daemon: the sockets are not for us (sd_listen_fds' rule)
+    env = {**os.environ, "LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "1"}
+    proc = subprocess.run([ENGINE, "daemon", "--root", str(tmp_path / "root"), "--exec-root", str(tmp_path / "run"),
+                           "-H", "fd://"], env=env, capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1
+    assert "no sockets were passed" in proc.stderr
