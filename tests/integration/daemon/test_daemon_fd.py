@@ -34,11 +34,10 @@ class ActivatedDaemon(EngineDaemon):
         fd = self.listener.fileno()
         cmd = (f"LISTEN_PID=$$ LISTEN_FDS=1 exec {ENGINE} daemon --root {self.root} --exec-root {self.exec_root} "
                f"--log-level debug -H {self.host} 3<&{fd} {fd}<&-")
-        log = open(self.log_path, "ab")
         # bash (not dash) for a two-digit fd in the redirection
-        self.proc = subprocess.Popen(["bash", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, pass_fds=(fd,))
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(["bash", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, pass_fds=(fd,))
         if wait:
             self.wait_ready()
         return self
