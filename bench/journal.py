@@ -90,7 +90,12 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--durability", default="normal")
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval in seconds (the daemon sets its own; default: the daemon's)")
     args = ap.parse_args()
+    from engine.daemon import SWITCH_INTERVAL
+
+    sys.setswitchinterval(args.switch_interval if args.switch_interval is not None else SWITCH_INTERVAL)
     rows = []
     for kind in ("raw", "namespace"):
         for writers in (1, 8, 64):
@@ -100,7 +105,7 @@ async def main() -> None:
                   f"p50 {r['latency_ms_p50']:.3f} ms  p99 {r['latency_ms_p99']:.3f} ms", flush=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    meta = {"durability": args.durability, "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    meta = {"durability": args.durability, "switch_interval": sys.getswitchinterval(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
     (out / "journal.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
 
 

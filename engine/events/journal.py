@@ -39,6 +39,8 @@ from engine.events.types import Envelope, Event, decode_payload, encode_payload,
 log = logging.getLogger(__name__)
 
 GENESIS = bytes(32)
+CHECKPOINT_EVERY = 200  # commits between background checkpoints (and at least every CHECKPOINT_SECONDS)
+CHECKPOINT_SECONDS = 1.0
 Check = Callable[[sqlite3.Cursor], None]
 Decide = Callable[[sqlite3.Cursor], Sequence[Event]]
 Match = Callable[[Envelope], bool]
@@ -107,6 +109,10 @@ class Journal:
         self._w_seq = 0
         self._w_hash = GENESIS
         self._w_time = 0
+        self._w_commits = 0
+        self._ckpt_wake = threading.Event()
+        self._ckpt_stop = False
+        self._ckpt_thread: threading.Thread | None = None
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -124,10 +130,15 @@ class Journal:
         except BaseException:
             conn.close()
             raise
+        # Checkpoints are moved off the commit path: the writer never checkpoints on its own (that put a
+        # multi-ms stall on every ~1000th commit), a second thread copies the WAL back in the background.
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         self._w_conn = conn
         self.last_seq = self._w_seq
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
         self._thread.start()
+        self._ckpt_thread = threading.Thread(target=self._checkpointer, name="journal-checkpoint", daemon=True)
+        self._ckpt_thread.start()
 
     def _catch_up(self, conn: sqlite3.Connection) -> None:
         """Replay into any projection whose recorded position is behind the journal (a new projection)."""
@@ -158,7 +169,11 @@ class Journal:
         self._closed = True
         if self._thread is not None:
             self._requests.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+            self._ckpt_stop = True
+            self._ckpt_wake.set()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._ckpt_thread.join)
+            await loop.run_in_executor(None, self._thread.join)
         for conn in self._readers:
             conn.close()
         self._readers.clear()
@@ -207,6 +222,22 @@ class Journal:
         finally:
             conn.close()
 
+    def _checkpointer(self) -> None:
+        """Copy the WAL back into the database now and then, without blocking the writer (PASSIVE)."""
+        conn = store.connect(self.path, synchronous=self.synchronous)
+        try:
+            while not self._ckpt_stop:
+                self._ckpt_wake.wait(CHECKPOINT_SECONDS)
+                self._ckpt_wake.clear()
+                if self._ckpt_stop:
+                    break
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as err:
+                    log.warning("background checkpoint failed: %s", err)
+        finally:
+            conn.close()
+
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
         start = (self._w_seq, self._w_hash, self._w_time)
         try:
@@ -220,6 +251,9 @@ class Journal:
                     tx.executemany("INSERT OR IGNORE INTO projection_positions(name, seq) VALUES (?, ?)",
                                    [(p.name, self._w_seq) for p in self.projections.all])
             conn.execute("COMMIT")
+            self._w_commits += 1
+            if self._w_commits % CHECKPOINT_EVERY == 0:
+                self._ckpt_wake.set()
         except BaseException as err:  # the commit itself failed: nothing of this batch is durable
             log.exception("journal commit failed")
             if conn.in_transaction:
@@ -348,28 +382,38 @@ class Journal:
 
         return await self.run_read(q)  # type: ignore[return-value]
 
-    async def subscribe(self, *, after_seq: int | None = None, match: Match | None = None,
-                        where: str = "", params: Sequence[object] = ()) -> AsyncIterator[Envelope]:
+    def subscribe(self, *, after_seq: int | None = None, match: Match | None = None,
+                  where: str = "", params: Sequence[object] = ()) -> Subscription:
         """Every event after `after_seq` (None: from now on) that `match`es, then live ones, forever.
 
+        The subscription is registered on the bus when this returns (before any backlog is read), so
+        a caller may tell its client "subscribed" and nothing committed from then on is missed.
         `where`/`params` narrow the backlog in SQL (they must agree with `match`, which filters both).
         """
         sub = _Subscriber(match, asyncio.Queue(self.queue_size))
         self._subscribers.add(sub)
+        last = self.last_seq if after_seq is None else after_seq
+        backlog = after_seq is not None and after_seq < self.last_seq
+        return Subscription(self, sub, self._follow(sub, last, backlog, where, params))
+
+    async def _follow(self, sub: _Subscriber, last: int, need_backlog: bool, where: str,
+                      params: Sequence[object]) -> AsyncIterator[Envelope]:
         try:
-            last = self.last_seq if after_seq is None else after_seq
-            need_backlog = after_seq is not None and after_seq < self.last_seq
             while True:
                 if need_backlog:
                     sub.lagged = False
-                    async for env in self.history(after_seq=last, where=where, params=params, match=match):
-                        last = env.seq
-                        yield env
+                    backlog = self.history(after_seq=last, where=where, params=params, match=sub.match)
+                    try:
+                        async for env in backlog:
+                            last = env.seq
+                            yield env
+                    finally:
+                        await backlog.aclose()
                     need_backlog = False
                 env = await sub.queue.get()
-                if env is None:  # closed
+                if env is None:  # the journal closed
                     return
-                if sub.lagged:
+                if sub.lagged:  # fell behind: drop the queue and read from the database instead
                     while not sub.queue.empty():
                         sub.queue.get_nowait()
                     need_backlog = True
@@ -384,6 +428,25 @@ class Journal:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscribers)
+
+
+class Subscription:
+    """An async iterator of envelopes, registered on the bus from creation until `aclose()`."""
+
+    def __init__(self, journal: Journal, sub: _Subscriber, gen: AsyncIterator[Envelope]) -> None:
+        self._journal = journal
+        self._sub = sub
+        self._gen = gen
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Envelope:
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        self._journal._subscribers.discard(self._sub)
+        await self._gen.aclose()  # type: ignore[attr-defined]
 
 
 def _in_read_tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], object]) -> object:
