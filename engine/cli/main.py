@@ -1,7 +1,8 @@
 """The `engine` CLI (typer): the daemon, and a client of the Docker Engine API socket for the rest.
 
 `-H/--host` or ENGINE_HOST choose the daemon, like docker's DOCKER_HOST. Errors are one line on stderr
-and exit code 1.
+and exit code 1 — usage errors too (an unknown flag, a value that does not parse): ``_App`` runs typer
+outside click's standalone mode and prints them as one line instead of click's boxed usage text.
 """
 
 from __future__ import annotations
@@ -9,16 +10,45 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 import typer
 
 import engine
 from engine.cli.client import Client, ClientError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="engine: a container engine with a journal")
-journal_app = typer.Typer(no_args_is_help=True, help="Inspect and verify the event journal")
+try:  # typer >= 0.25 carries its own copy of click
+    from typer import _click as _clk
+except ImportError:  # pragma: no cover
+    import click as _clk  # type: ignore[no-redef]
+
+
+class _App(typer.Typer):
+    """typer's app, with usage errors as one line and exit code 1."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("standalone_mode", False)
+        try:
+            rv = super().__call__(*args, **kwargs)
+        except _clk.exceptions.NoArgsIsHelpError as err:  # `engine`, `engine journal`: the help
+            typer.echo(err.ctx.get_help())
+            sys.exit(0)
+        except _clk.exceptions.UsageError as err:
+            path = err.ctx.command_path if err.ctx is not None else "engine"
+            msg = " ".join(err.format_message().split())
+            typer.echo(f"{path}: {msg} (see '{path} --help')", err=True)
+            sys.exit(1)
+        except _clk.exceptions.ClickException as err:
+            typer.echo(" ".join(err.format_message().split()), err=True)
+            sys.exit(1)
+        except _clk.exceptions.Abort:
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = _App(add_completion=False, no_args_is_help=True, help="engine: a container engine with a journal")
+journal_app = _App(no_args_is_help=True, help="Inspect and verify the event journal")
 app.add_typer(journal_app, name="journal")
 
 
@@ -29,7 +59,7 @@ class _State:
 
 @app.callback()
 def _global(
-    host: Optional[str] = typer.Option(None, "-H", "--host", help="daemon socket (unix://, tcp://); env ENGINE_HOST"),
+    host: str | None = typer.Option(None, "-H", "--host", help="daemon socket (unix://, tcp://); env ENGINE_HOST"),
     tlsverify: bool = typer.Option(False, "--tlsverify", help="use TLS and verify the daemon"),
     tlscacert: str = typer.Option("", "--tlscacert"),
     tlscert: str = typer.Option("", "--tlscert"),
@@ -50,20 +80,20 @@ def fail(msg: str) -> None:
 
 @app.command()
 def daemon(
-    root: Optional[str] = typer.Option(None, "--root", "--data-root", help="state root [/var/lib/engine]"),
-    exec_root: Optional[str] = typer.Option(None, "--exec-root", help="runtime state root [/run/engine]"),
-    hosts: Optional[list[str]] = typer.Option(None, "-H", "--host", help="Docker API listener (repeatable)"),
-    containerd_socket: Optional[str] = typer.Option(None, "--containerd-socket", help="containerd gRPC socket path"),
-    config_file: Optional[str] = typer.Option(None, "--config", "--config-file", help="daemon.json"),
-    log_level: Optional[str] = typer.Option(None, "--log-level", "-l"),
-    debug: Optional[bool] = typer.Option(None, "--debug", "-D"),
-    tls: Optional[bool] = typer.Option(None, "--tls/--no-tls", help="TLS on tcp hosts; --no-tls allows plain tcp"),
-    tlsverify: Optional[bool] = typer.Option(None, "--tlsverify", help="TLS and require client certificates"),
-    tlscacert: Optional[str] = typer.Option(None, "--tlscacert"),
-    tlscert: Optional[str] = typer.Option(None, "--tlscert"),
-    tlskey: Optional[str] = typer.Option(None, "--tlskey"),
-    group: Optional[str] = typer.Option(None, "--group", "-G", help="group owning the sockets [engine]"),
-    journal_durability: Optional[str] = typer.Option(None, "--journal-durability",
+    root: str | None = typer.Option(None, "--root", "--data-root", help="state root [/var/lib/engine]"),
+    exec_root: str | None = typer.Option(None, "--exec-root", help="runtime state root [/run/engine]"),
+    hosts: list[str] | None = typer.Option(None, "-H", "--host", help="Docker API listener (repeatable)"),
+    containerd_socket: str | None = typer.Option(None, "--containerd-socket", help="containerd gRPC socket path"),
+    config_file: str | None = typer.Option(None, "--config", "--config-file", help="daemon.json"),
+    log_level: str | None = typer.Option(None, "--log-level", "-l"),
+    debug: bool | None = typer.Option(None, "--debug", "-D"),
+    tls: bool | None = typer.Option(None, "--tls/--no-tls", help="TLS on tcp hosts; --no-tls allows plain tcp"),
+    tlsverify: bool | None = typer.Option(None, "--tlsverify", help="TLS and require client certificates"),
+    tlscacert: str | None = typer.Option(None, "--tlscacert"),
+    tlscert: str | None = typer.Option(None, "--tlscert"),
+    tlskey: str | None = typer.Option(None, "--tlskey"),
+    group: str | None = typer.Option(None, "--group", "-G", help="group owning the sockets [engine]"),
+    journal_durability: str | None = typer.Option(None, "--journal-durability",
                                                      help="SQLite synchronous: off|normal|full|extra [normal]"),
 ) -> None:
     """Run the engine daemon in the foreground."""
@@ -83,7 +113,7 @@ def daemon(
 
 
 @app.command()
-def version(fmt: Optional[str] = typer.Option(None, "--format", "-f", help="json")) -> None:
+def version(fmt: str | None = typer.Option(None, "--format", "-f", help="json")) -> None:
     """Show the client and daemon versions."""
     try:
         server = client().json("GET", "/version")
@@ -103,7 +133,7 @@ def version(fmt: Optional[str] = typer.Option(None, "--format", "-f", help="json
 
 
 @app.command()
-def info(fmt: Optional[str] = typer.Option(None, "--format", "-f", help="json")) -> None:
+def info(fmt: str | None = typer.Option(None, "--format", "-f", help="json")) -> None:
     """Show system-wide information."""
     try:
         doc = client().json("GET", "/info")
@@ -127,10 +157,10 @@ def info(fmt: Optional[str] = typer.Option(None, "--format", "-f", help="json"))
 
 def _fmt_time(ns: int) -> str:
     sec, rest = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
+    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"
 
 
-def _print_event(ev: dict[str, Any], fmt: Optional[str]) -> None:
+def _print_event(ev: dict[str, Any], fmt: str | None) -> None:
     if fmt == "json":
         typer.echo(json.dumps(ev, separators=(",", ":")))
         return
@@ -150,7 +180,7 @@ def _filter_params(filters: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _stream(params: dict[str, Any], fmt: Optional[str]) -> None:
+def _stream(params: dict[str, Any], fmt: str | None) -> None:
     try:
         for ev in client(timeout=None).lines("/engine/journal", params):
             _print_event(ev, fmt)
@@ -163,10 +193,10 @@ def _stream(params: dict[str, Any], fmt: Optional[str]) -> None:
 
 @app.command()
 def events(
-    since: Optional[str] = typer.Option(None, "--since", help="unix time, RFC 3339, or a duration (10m)"),
-    until: Optional[str] = typer.Option(None, "--until"),
+    since: str | None = typer.Option(None, "--since", help="unix time, RFC 3339, or a duration (10m)"),
+    until: str | None = typer.Option(None, "--until"),
     filters: list[str] = typer.Option([], "--filter", "-f", help="type=, subject=, namespace=, actor= (repeatable)"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="json: one JSON object per line"),
+    fmt: str | None = typer.Option(None, "--format", help="json: one JSON object per line"),
 ) -> None:
     """Stream the journal's events (all types), from --since on, live until Ctrl-C or --until."""
     params: dict[str, Any] = {"follow": 1, "since": since, "until": until, **_filter_params(filters)}
@@ -183,11 +213,11 @@ def journal_tail(
     subjects: list[str] = typer.Option([], "--subject"),
     namespaces: list[str] = typer.Option([], "--namespace"),
     actors: list[str] = typer.Option([], "--actor", help="e.g. 'uid=1000*'"),
-    since: Optional[str] = typer.Option(None, "--since"),
-    until: Optional[str] = typer.Option(None, "--until"),
-    from_seq: Optional[int] = typer.Option(None, "--from-seq"),
-    to_seq: Optional[int] = typer.Option(None, "--to-seq"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="json"),
+    since: str | None = typer.Option(None, "--since"),
+    until: str | None = typer.Option(None, "--until"),
+    from_seq: int | None = typer.Option(None, "--from-seq"),
+    to_seq: int | None = typer.Option(None, "--to-seq"),
+    fmt: str | None = typer.Option(None, "--format", help="json"),
 ) -> None:
     """Who did what, when: the last events of the journal, filtered."""
     params = {"type": types, "subject": subjects, "namespace": namespaces, "actor": actors, "since": since,
@@ -198,8 +228,8 @@ def journal_tail(
 
 @journal_app.command("verify")
 def journal_verify(
-    root: Optional[str] = typer.Option(None, "--root", help="verify <root>/engine.db directly (daemon stopped)"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="json"),
+    root: str | None = typer.Option(None, "--root", help="verify <root>/engine.db directly (daemon stopped)"),
+    fmt: str | None = typer.Option(None, "--format", help="json"),
 ) -> None:
     """Check the hash chain and rebuild every projection from the journal, comparing row for row."""
     if root:
