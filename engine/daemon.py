@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import grp
 import logging
 import os
 import signal
@@ -61,16 +60,6 @@ class RootLock:
             os.ftruncate(self.fd, 0)
             os.close(self.fd)
             self.fd = -1
-
-
-def secure_socket(path: str, group: str) -> None:
-    """Mode 0660 and, when the group exists, owned by it (as dockerd does with `docker`)."""
-    os.chmod(path, 0o660)
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        return
-    os.chown(path, 0, gid)
 
 
 async def _identity(journal: Journal) -> tuple[str, bool]:
@@ -146,9 +135,9 @@ class Daemon:
         from engine.api.docker.server import serve_docker
 
         cfg = self.cfg
-        self.servers.append(await serve_docker(services, cfg, lambda p: secure_socket(p, cfg.group)))
+        self.servers.append(await serve_docker(services, cfg))
         grpc_path = str(cfg.grpc_socket)
-        self.servers.append(await serve_containerd(services, grpc_path))
+        self.servers.append(await serve_containerd(services, grpc_path, cfg.group))
         log.info("containerd API listening on unix://%s", grpc_path)
 
     async def _stop_servers(self) -> None:

@@ -8,6 +8,7 @@ fails with FailedPrecondition, as containerd's does.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from typing import ClassVar
@@ -142,10 +143,8 @@ class NamespaceService:
 
     async def ensure(self, name: str, *, actor: str) -> None:
         """Create the namespace if it does not exist (containerd creates namespaces on first use)."""
-        try:
+        with contextlib.suppress(AlreadyExists):
             await self.create(name, actor=actor)
-        except AlreadyExists:
-            pass
 
     async def get(self, name: str) -> Namespace:
         validate_name(name)

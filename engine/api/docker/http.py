@@ -17,6 +17,7 @@ A handler is ``async def handler(req) -> Response``. ``Response`` has three shap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -449,8 +450,6 @@ class HttpServer:
                 conn._task.cancel()
             conn.transport.close()
         for srv in self.servers:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(srv.wait_closed(), 2)
-            except (TimeoutError, asyncio.TimeoutError):
-                pass
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -28,7 +28,7 @@ _enc = msgspec.json.Encoder()
 
 def rfc3339_ns(time_ns: int) -> str:
     sec, ns = divmod(time_ns, 1_000_000_000)
-    return datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"
+    return datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"
 
 
 def envelope_json(env: Envelope) -> dict:

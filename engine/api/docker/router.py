@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from engine.api.docker.http import Handler, Request, Response, StreamResponse, Hijack
+from engine.api.docker.http import Handler, Hijack, Request, Response, StreamResponse
 from engine.errors import InvalidArgument
 
 API_VERSION = "1.50"

@@ -10,6 +10,7 @@ import ssl
 from urllib.parse import urlsplit
 
 import engine
+from engine.api import sockets
 from engine.api.docker import events, journal, system
 from engine.api.docker.http import HttpServer
 from engine.api.docker.router import API_VERSION, Router
@@ -56,7 +57,7 @@ def systemd_sockets() -> list[socket.socket]:
     return [socket.socket(fileno=fd) for fd in range(3, 3 + n)]
 
 
-async def serve_docker(services: Services, cfg: Config, secure_unix: callable) -> HttpServer:  # type: ignore[valid-type]
+async def serve_docker(services: Services, cfg: Config) -> HttpServer:
     headers = {"Api-Version": API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                "Server": f"Engine/{engine.__version__} (linux)"}
     server = HttpServer(build_router(services), headers)
@@ -64,11 +65,10 @@ async def serve_docker(services: Services, cfg: Config, secure_unix: callable) -
         u = urlsplit(host)
         if u.scheme == "unix":
             path = u.path
-            if os.path.exists(path):
-                os.unlink(path)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            await server.listen_unix(path)
-            secure_unix(path)
+            sockets.clear_stale(path)
+            with sockets.private_umask():
+                await server.listen_unix(path)
+            sockets.secure(path, cfg.group)
             log.info("Docker API listening on unix://%s", path)
         elif u.scheme == "tcp":
             if not u.hostname or not u.port:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from engine.errors import InvalidArgument
 
@@ -38,7 +38,7 @@ def parse_time_ns(value: str, name: str = "time", now_ns: int | None = None) -> 
         except ValueError:
             continue
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         frac_ns = 0
         m = re.search(r"\.(\d+)", v)
         if m and "%f" in fmt:
