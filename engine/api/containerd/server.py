@@ -10,9 +10,6 @@ daemon is replaced; any other file in the way is an error.
 
 from __future__ import annotations
 
-import grp
-import os
-import stat
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -21,11 +18,9 @@ from grpclib.exceptions import GRPCError
 from grpclib.health.service import Health
 from grpclib.server import Server
 
+from engine.api import sockets
 from engine.api.containerd import registry
 from engine.api.containerd.status import translating
-from engine.errors import FailedPrecondition
-
-SOCKET_GROUP = "engine"
 
 
 class _Translated:
@@ -69,26 +64,7 @@ def build_handlers(services: Any) -> list[Any]:
     return [_Translated(s) for s in registry.servicers(services)] + [Health()]
 
 
-def _clear_stale_socket(path: str) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise FailedPrecondition(f"containerd socket path {path} exists and is not a socket")
-    os.unlink(path)
-
-
-def _set_socket_mode(path: str) -> None:
-    os.chmod(path, 0o660)
-    try:
-        gid = grp.getgrnam(SOCKET_GROUP).gr_gid
-    except KeyError:
-        return
-    os.chown(path, -1, gid)
-
-
-async def serve_containerd(services: Any, path: str) -> Server:
+async def serve_containerd(services: Any, path: str, group: str = "engine") -> Server:
     """Start serving the containerd API on unix socket `path`; the caller closes the server.
 
     Shut down with ``server.close(); await server.wait_closed()``.
@@ -96,12 +72,8 @@ async def serve_containerd(services: Any, path: str) -> Server:
     server = Server(build_handlers(services))
     # grpclib keeps the method table in a private attribute, read with .get() per request
     server._mapping = _UnknownIsUnimplemented(server._mapping)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    _clear_stale_socket(path)
-    old_umask = os.umask(0o117)  # no window in which the socket is world-accessible
-    try:
+    sockets.clear_stale(path)
+    with sockets.private_umask():
         await server.start(path=path)
-    finally:
-        os.umask(old_umask)
-    _set_socket_mode(path)
+    sockets.secure(path, group)
     return server
