@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
+.venv/bin/ruff check engine tests bench
 # A skip must never hide a failure, and "no tests ran" (pytest exit 5) is a failure.
 set +e
 .venv/bin/pytest -n 2 -p no:cacheprovider -ra "$@"

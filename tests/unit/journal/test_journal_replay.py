@@ -148,4 +148,4 @@ def test_event_types_are_unique_and_named_in_the_past_tense() -> None:
             continue
         domain, _, verb = name.partition(".")
         assert domain and verb.endswith("ed"), name
-        assert cls.TYPE == name
+        assert name == cls.TYPE
