@@ -49,9 +49,14 @@ class Follower:
             with self.lock:
                 self.events.append(json.loads(line))
 
-    def seen(self, pred) -> bool:  # type: ignore[no-untyped-def]
-        with self.lock:
-            return any(pred(e) for e in self.events)
+    def wait_started(self, pid: int) -> None:
+        """Until the follower has printed this run's daemon.started (it is then live)."""
+
+        def seen() -> bool:
+            with self.lock:
+                return any(e["type"] == "daemon.started" and e["event"]["pid"] == pid for e in self.events)
+
+        wait_for(seen, what="the follower to reach this run's daemon.started")
 
     def finish(self) -> list[dict]:
         try:
@@ -108,9 +113,7 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged(engine_daemon) -> Non
     all_acked: list[tuple[str, str]] = []
     for round_no in range(ROUNDS):
         follower = Follower(d)
-        pid = d.proc.pid
-        wait_for(lambda: follower.seen(lambda e: e["type"] == "daemon.started" and e["event"]["pid"] == pid),
-                 what="the follower to reach this run's daemon.started")
+        follower.wait_started(d.proc.pid)
         acked: list[tuple[str, str]] = []
         lock = threading.Lock()
         stop = threading.Event()
