@@ -17,6 +17,8 @@ import uuid
 import pytest
 from daemon_util import events_listeners, journal_rows, open_stream, read_to_eof, run_daemon, wait_for
 
+from tests.harness import ENGINE as ENGINE_BIN
+
 pytestmark = pytest.mark.root
 
 
@@ -173,3 +175,88 @@ def test_sighup_reload_journals_a_docker_daemon_reload_event(daemon_factory) -> 
     plain.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "no config file to reload" in plain.log(), what="the log line")
     assert plain.request("GET", "/_ping")[0] == 200
+
+
+def _as_user(uid: int, gid: int):  # type: ignore[no-untyped-def]
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    return drop
+
+
+def test_socket_permissions_and_the_unix_actor(daemon_factory) -> None:
+    """0660 means it: a user outside the group cannot connect; one in the group can, and the journal records
+    that user's uid/gid/pid (SO_PEERCRED) as the actor."""
+    name = f"engt{uuid.uuid4().hex[:8]}"
+    with group(name) as gid:
+        d = daemon_factory("--group", name)
+        os.chmod(d.base, 0o711)  # let another user reach the sockets under the test's temp dir
+        nobody = 65534
+        probe = ("import socket, sys\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(sys.argv[1])\n"
+                 "except PermissionError:\n    sys.exit(13)\n")
+        for path in (d.docker_sock, d.containerd_sock):
+            outsider = subprocess.run(["python3", "-c", probe, path], preexec_fn=_as_user(nobody, nobody),
+                                      capture_output=True, timeout=30)
+            assert outsider.returncode == 13, (path, outsider.stderr)
+            member = subprocess.run(["python3", "-c", probe, path], preexec_fn=_as_user(nobody, gid),
+                                    capture_output=True, timeout=30)
+            assert member.returncode == 0, (path, member.stderr)
+        proc = subprocess.Popen(["ctr", "--address", d.containerd_sock, "namespaces", "create", "by-nobody"],
+                                preexec_fn=_as_user(nobody, gid), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={"PATH": os.environ["PATH"], "HOME": "/"})
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        denied = subprocess.run(["ctr", "--address", d.containerd_sock, "namespaces", "create", "by-outsider"],
+                                preexec_fn=_as_user(nobody, nobody), capture_output=True, text=True, timeout=30,
+                                env={"PATH": os.environ["PATH"], "HOME": "/"})
+        assert denied.returncode != 0 and "permission denied" in denied.stderr
+        rows = [r for r in journal_rows(d.root) if r["type"] == "namespace.created"]
+        assert [(r["subject"], r["actor"]) for r in rows] == [
+            ("by-nobody", f"uid={nobody} gid={gid} pid={proc.pid} comm=ctr")]
+        d.stop()
+
+
+def test_sigterm_during_a_burst_finishes_what_it_answered(daemon_factory) -> None:
+    """Stop while ctr clients are mid-burst: exit 0, every answered request journaled, and daemon.stopped is
+    the journal's last event (nothing is appended after it)."""
+    import threading
+
+    d = daemon_factory()
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker(w: int) -> None:
+        i = 0
+        while not stop.is_set():
+            name = f"term-w{w}-{i}"
+            i += 1
+            p = subprocess.run(["ctr", "--address", d.containerd_sock, "--connect-timeout", "1s",
+                                "namespaces", "create", name],
+                               capture_output=True, timeout=15)
+            if p.returncode == 0:
+                with lock:
+                    acked.append(name)
+
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(3)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(acked) >= 10, what="the burst to get going")
+    t0 = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    rc = d.proc.wait(15)
+    took = time.monotonic() - t0
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert rc == 0, d.log()
+    assert took < 5, f"stopping took {took:.1f}s"
+    rows = journal_rows(d.root)
+    assert rows[-1]["type"] == "daemon.stopped"
+    created = {r["subject"] for r in rows if r["type"] == "namespace.created"}
+    assert set(acked) <= created, sorted(set(acked) - created)[:10]
+    proc = subprocess.run([ENGINE_BIN, "journal", "verify", "--root", str(d.root)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
