@@ -41,7 +41,7 @@ MAX_HEADER_BYTES = 1 << 20
 
 class Request:
     __slots__ = ("method", "path", "raw_path", "query", "headers", "body", "actor", "params", "version",
-                 "conn", "keep_alive", "upgrade")
+                 "conn", "keep_alive", "upgrade", "answered")
 
     def __init__(self, method: str, raw_path: str, headers: dict[str, str], actor: str, conn: HttpProtocol) -> None:
         parts = urlsplit(raw_path)
@@ -57,6 +57,7 @@ class Request:
         self.conn = conn
         self.keep_alive = True
         self.upgrade = False
+        self.answered = False  # the response is written; a body still arriving is then discarded
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -229,7 +230,7 @@ class HttpProtocol(asyncio.Protocol):
             self._held += data[offset:]
         except httptools.HttpParserError as err:
             self._broken = True
-            self._error = f"malformed HTTP request: {err}"
+            self._error = self._error or f"malformed HTTP request: {err}"
             if self._task is None or self._task.done():
                 self._next()  # else answer what came before it first
 
@@ -257,6 +258,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:
+            self._error = f"malformed HTTP request: headers larger than {MAX_HEADER_BYTES} bytes"
             raise httptools.HttpParserError("headers too large")
         key = name.decode("latin-1").lower()
         val = value.decode("latin-1")
@@ -275,13 +277,16 @@ class HttpProtocol(asyncio.Protocol):
             self._pipeline.append(req)
 
     def on_body(self, body: bytes) -> None:
-        if self._parsing is not None:
+        if self._parsing is not None and not self._parsing.answered:
             self._parsing.body.feed_data(body)
 
     def on_message_complete(self) -> None:
-        if self._parsing is not None:
-            self._parsing.body.feed_eof()
+        req = self._parsing
+        if req is not None:
+            req.body.feed_eof()
             self._parsing = None
+            if req.answered:
+                return  # answered before its body ended: nothing to wait for, keep reading
         # one request at a time: resume when the response is written
         self.transport.pause_reading()
 
@@ -334,6 +339,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
             return
         finally:
+            req.answered = True
             self._request = None
             self.streaming = False
         if self.closed:
