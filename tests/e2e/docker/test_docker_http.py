@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import quote
@@ -362,3 +363,77 @@ def test_disconnect_mid_stream_frees_the_subscription(shared_daemon) -> None:
     # a live event after the clients left does not trip over their dead connections
     reload(shared_daemon)
     assert shared_daemon.request("GET", "/_ping")[0] == 200
+
+
+def test_huge_headers_are_refused(shared_daemon) -> None:
+    data = raw(shared_daemon, b"GET /_ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+    status, headers, body = split_response(data)
+    assert status == 400 and headers.get("connection") == "close"
+    assert "headers larger than" in json.loads(body)["message"]
+
+
+def test_a_request_answered_before_its_body_arrives_keeps_the_connection_usable(shared_daemon) -> None:
+    with connect(shared_daemon, timeout=5) as s:
+        s.sendall(b"POST /v1.50/nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 404")  # answered without waiting for the body
+        s.sendall(b"hello")
+        time.sleep(0.05)
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = s.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"OK"), reply
+
+
+def test_an_unread_large_body_does_not_stall_the_connection(shared_daemon) -> None:
+    body = b"x" * (5 << 20)  # far beyond what the server buffers for a handler that never reads it
+    out = b""
+    with connect(shared_daemon, timeout=10) as s:
+        sender = threading.Thread(target=s.sendall, args=(
+            b"POST /engine/journal/verify HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            + b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",), daemon=True)
+        sender.start()
+        while chunk := s.recv(65536):
+            out += chunk
+        sender.join(10)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", out) == [b"200", b"200"]
+    assert out.endswith(b"OK")
+
+
+def test_a_request_pipelined_behind_a_stream_is_answered_after_it(shared_daemon) -> None:
+    until = unix_frac(time.time_ns() + 500_000_000)
+    data = raw(shared_daemon, f"GET /events?until={until} HTTP/1.1\r\nHost: x\r\n\r\n"
+                              "GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", data) == [b"200", b"200"]
+    first, _, second = data.partition(b"\r\n0\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in first and second.endswith(b"OK")
+
+
+def test_post_with_a_body_then_get_on_one_connection(shared_daemon) -> None:
+    conn = UnixHTTPConnection(shared_daemon.docker_sock, 10)
+    try:
+        conn.request("POST", "/engine/journal/verify", body=b'{"ignored": true}',
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["ok"] is True
+        conn.request("GET", "/_ping")
+        assert conn.getresponse().read() == b"OK"
+    finally:
+        conn.close()
+
+
+def test_events_since_and_until_are_inclusive_to_the_nanosecond(shared_daemon, reloads) -> None:
+    first, second = reloads
+    got = events(shared_daemon, since=unix_frac(first["time_ns"]), until=unix_frac(second["time_ns"]))
+    assert [e["timeNano"] for e in got] == [first["time_ns"], second["time_ns"]]
+    got = events(shared_daemon, since=unix_frac(first["time_ns"] + 1), until=unix_frac(second["time_ns"] - 1))
+    assert got == []
+    got = events(shared_daemon, since=rfc3339(first["time_ns"]), until=rfc3339(first["time_ns"]))
+    assert [e["timeNano"] for e in got] == [first["time_ns"]]
+
+
+def test_events_daemon_filter_by_id_and_name(shared_daemon, reloads) -> None:
+    first, second = reloads
+    window = {"since": unix_frac(first["time_ns"]), "until": unix_frac(second["time_ns"])}
+    name = events(shared_daemon, **window)[0]["Actor"]["Attributes"]["name"]
+    for value, expect in ((first["subject"], 2), (first["subject"][:8], 2), (name, 2), ("not-this-daemon", 0)):
+        got = events(shared_daemon, **window, filters=json.dumps({"daemon": {value: True}}))
+        assert len(got) == expect, value
