@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import select
 import shutil
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 
 import pytest
@@ -307,3 +309,44 @@ def test_bad_flags_and_filters_are_one_line_and_exit_1(shared_daemon, args: list
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0], lines[0]
     assert proc.stdout == ""
+
+
+def test_tail_follow_prints_the_last_match_then_live_ones(shared_daemon, history) -> None:
+    d = shared_daemon
+    before = listeners(d)
+    proc = subprocess.Popen([ENGINE, "journal", "tail", "-n", "1", "-f", "--type", "namespace.created", "--format",
+                             "json"], env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        last = json.loads(lines.get(timeout=10))
+        assert last["type"] == "namespace.created"
+        wait_for(lambda: listeners(d) > before, what="the follower to go live")
+        ctr_pid(d, "namespaces", "create", "tail-follow")
+        ctr_pid(d, "namespaces", "rm", "tail-follow")  # filtered out
+        ctr_pid(d, "namespaces", "create", "tail-follow-2")
+        got = [json.loads(lines.get(timeout=10)) for _ in range(2)]
+        assert [(e["type"], e["subject"]) for e in got] == [("namespace.created", "tail-follow"),
+                                                           ("namespace.created", "tail-follow-2")]
+        assert got[0]["seq"] > last["seq"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        reader.join(5)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_events_with_a_future_until_exits_at_until(shared_daemon) -> None:
+    d = shared_daemon
+    t0 = time.time()
+    proc = subprocess.Popen([ENGINE, "events", "--since", f"{t0:.6f}", "--until", f"{t0 + 1.5:.6f}", "--format",
+                             "json"], env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: listeners(d) >= 1, what="engine events to subscribe")
+    ctr_pid(d, "namespaces", "create", "until-window")
+    out, err = proc.communicate(timeout=15)
+    took = time.time() - t0
+    assert proc.returncode == 0, err
+    assert 1.4 <= took < 5, took
+    assert [e["subject"] for e in jlines(out)] == ["until-window"]
