@@ -260,3 +260,23 @@ def test_sigterm_during_a_burst_finishes_what_it_answered(daemon_factory) -> Non
     proc = subprocess.run([ENGINE_BIN, "journal", "verify", "--root", str(d.root)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_journal_is_not_readable_by_other_users(engine_daemon) -> None:
+    """The journal is the audit trail (and will hold container configs): an unprivileged local user must not
+    read it, even knowing its fixed path (<root>/engine.db), as dockerd keeps /var/lib/docker 0710."""
+    d = engine_daemon
+    d.ctr("namespaces", "create", "secret-ns", "token=hunter2")
+    os.chmod(d.base, 0o711)  # the temp dir stands in for /var/lib: traversable, like it
+    probe = ("import sys\ntry:\n    open(sys.argv[1], 'rb').read(16)\nexcept PermissionError:\n    sys.exit(13)\n")
+    readable = []
+    for name in ("engine.db", "engine.db-wal", "engine.db-shm"):
+        path = d.root / name
+        if not path.exists():
+            continue
+        p = subprocess.run(["python3", "-c", probe, str(path)], preexec_fn=_as_user(65534, 65534),
+                           capture_output=True, timeout=30)
+        if p.returncode != 13:
+            readable.append(f"{name} ({oct(stat.S_IMODE(path.stat().st_mode))}, root dir "
+                            f"{oct(stat.S_IMODE(d.root.stat().st_mode))})")
+    assert not readable, f"readable by uid 65534: {', '.join(readable)}"
