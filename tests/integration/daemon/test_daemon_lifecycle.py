@@ -15,7 +15,15 @@ import time
 import uuid
 
 import pytest
-from daemon_util import events_listeners, journal_rows, open_stream, read_to_eof, run_daemon, wait_for
+from daemon_util import (
+    events_listeners,
+    free_port,
+    journal_rows,
+    open_stream,
+    read_to_eof,
+    run_daemon,
+    wait_for,
+)
 
 from tests.harness import ENGINE as ENGINE_BIN
 
@@ -280,3 +288,35 @@ def test_the_journal_is_not_readable_by_other_users(engine_daemon) -> None:
             readable.append(f"{name} ({oct(stat.S_IMODE(path.stat().st_mode))}, root dir "
                             f"{oct(stat.S_IMODE(d.root.stat().st_mode))})")
     assert not readable, f"readable by uid 65534: {', '.join(readable)}"
+
+
+def test_second_daemon_on_the_same_exec_root_does_not_steal_the_sockets(engine_daemon, tmp_path) -> None:
+    """A different --root but the same --exec-root: the sockets there belong to a live daemon. Replacing them
+    would leave it running unreachable (dockerd refuses through its pidfile); the second one must exit."""
+    proc = subprocess.Popen([ENGINE_BIN, "daemon", "--root", str(tmp_path / "root2"), "--exec-root",
+                             str(engine_daemon.exec_root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        rc = proc.wait(3)  # a refusal is immediate
+    except subprocess.TimeoutExpired:
+        rc = None
+    try:
+        who = engine_daemon.request("GET", "/info", timeout=5)[1]["DockerRootDir"]
+    except OSError as err:
+        who = f"unreachable ({err})"
+    if proc.poll() is None:
+        proc.terminate()
+    _, err = proc.communicate(timeout=15)
+    assert rc not in (None, 0), f"the second daemon kept running; docker.sock now answers for: {who}"
+    assert who == str(engine_daemon.root), who
+    engine_daemon.ctr("version")
+
+
+def test_a_refused_tcp_host_touches_nothing(tmp_path) -> None:
+    """The refusal of `-H tcp://…` without TLS is a configuration error: like the other bad settings it should
+    come before the root is created and anything is journaled."""
+    port = free_port()
+    proc = run_daemon("--root", str(tmp_path / "root"), "--exec-root", str(tmp_path / "run"),
+                      "-H", f"tcp://127.0.0.1:{port}")
+    assert proc.returncode == 1 and "without TLS" in proc.stderr
+    assert not (tmp_path / "root").exists(), (
+        f"root created and journaled: {[r['type'] for r in journal_rows(tmp_path / 'root')]}")
