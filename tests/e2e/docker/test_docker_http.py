@@ -437,3 +437,79 @@ def test_events_daemon_filter_by_id_and_name(shared_daemon, reloads) -> None:
     for value, expect in ((first["subject"], 2), (first["subject"][:8], 2), (name, 2), ("not-this-daemon", 0)):
         got = events(shared_daemon, **window, filters=json.dumps({"daemon": {value: True}}))
         assert len(got) == expect, value
+
+
+def test_events_since_0_gives_the_backlog_then_live_without_a_gap(shared_daemon, reloads) -> None:
+    backlog = events(shared_daemon, since="0", until=unix_frac(time.time_ns()))
+    with connect(shared_daemon) as s:
+        s.sendall(b"GET /v1.50/events?since=0&filters=%7B%22type%22%3A%7B%22daemon%22%3Atrue%7D%7D HTTP/1.1\r\n"
+                  b"Host: x\r\n\r\n")
+        buf = b""
+        want = len(backlog) + 1
+        ev = None
+        while buf.count(b"}\n") < want:
+            if ev is None and buf.count(b"}\n") >= len(backlog):
+                ev = reload(shared_daemon)  # a live one, once the whole backlog is in
+            chunk = s.recv(65536)
+            assert chunk, buf
+            buf += chunk
+    payload, _ = dechunk(buf.partition(b"\r\n\r\n")[2])
+    got = [json.loads(x) for x in payload.splitlines() if x.strip()]
+    assert [e["timeNano"] for e in got] == [e["timeNano"] for e in backlog] + [ev["time_ns"]]
+
+
+@pytest.mark.parametrize("query,needle", [
+    ("from_seq=-1", "from_seq must not be negative"),
+    ("to_seq=abc", "to_seq must be an integer"),
+    ("tail=x", "tail must be an integer"),
+    ("since=whenever", "invalid value for since"),
+    ("until=1.2.3", "invalid value for until"),
+])
+def test_engine_journal_bad_query_is_400(shared_daemon, query: str, needle: str) -> None:
+    status, headers, body = get(shared_daemon, f"/engine/journal?{query}")
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert needle in json.loads(body)["message"]
+
+
+def test_engine_journal_queries(shared_daemon, reloads) -> None:
+    first, second = reloads
+    every = journal(shared_daemon)
+    assert [e["seq"] for e in every] == list(range(1, len(every) + 1))
+    assert journal(shared_daemon, "tail=1") == every[-1:]
+    reloaded = journal(shared_daemon, "type=daemon.reloaded")
+    assert reloaded == [e for e in every if e["type"] == "daemon.reloaded"] and first in reloaded
+    assert journal(shared_daemon, "type=daemon.reloaded&tail=2") == reloaded[-2:]
+    assert journal(shared_daemon, f"from_seq={first['seq']}&to_seq={first['seq']}") == [first]
+    assert journal(shared_daemon, "actor=signal:SIGHUP&type=daemon.*")[0]["type"] == "daemon.reloaded"
+    assert journal(shared_daemon, "type=nothing.matches") == []
+    for e in every:  # the chain, as served
+        assert len(e["hash"]) == 64
+    for prev, cur in zip(every, every[1:], strict=False):
+        assert cur["prev_hash"] == prev["hash"]
+
+
+def test_many_concurrent_clients(shared_daemon) -> None:
+    errors: list[str] = []
+
+    def client(n: int) -> None:
+        conn = UnixHTTPConnection(shared_daemon.docker_sock, 20)
+        try:
+            for i in range(40):
+                path = ("/_ping", "/v1.44/version", "/nope", "/info")[(n + i) % 4]
+                conn.request("GET", path)
+                r = conn.getresponse()
+                body = r.read()
+                want = 404 if path == "/nope" else 200
+                if r.status != want or (path == "/_ping" and body != b"OK"):
+                    errors.append(f"{path}: {r.status} {body[:80]!r}")
+        except Exception as err:  # noqa: BLE001
+            errors.append(repr(err))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:5]
