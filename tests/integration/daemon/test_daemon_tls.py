@@ -5,6 +5,8 @@ get in with a certificate the CA signed; without one, or with one from another C
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -169,3 +171,71 @@ def test_engine_cli_over_tls_reads_who_did_what(shared_daemon, certs: Path) -> N
     bad = shared_daemon.engine(*tls_args(certs, shared_daemon.port, cert=None), "journal", "tail", check=False)
     assert bad.returncode == 1 and "tls-audit" not in bad.stdout
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_the_actor_of_a_tls_request_is_the_client_certificate_subject(certs: Path) -> None:
+    """The daemon has no Docker-API route that journals yet, so the actor is read where it is made: engine's
+    own HTTP server (engine.api.docker.http) with the daemon's TLS context, on uvloop, serving a handler that
+    answers with req.actor — over TLS with a client certificate, and over a unix socket."""
+    import asyncio
+    import tempfile
+    import threading
+
+    import uvloop
+
+    from engine.api.docker.http import HttpServer, Response
+    from engine.api.docker.server import tls_context
+    from engine.config import Config
+
+    cfg = Config(tlsverify=True, tlscacert=str(certs / "ca.pem"), tlscert=str(certs / "server-cert.pem"),
+                 tlskey=str(certs / "server-key.pem"))
+
+    async def handler(req):  # type: ignore[no-untyped-def]
+        return Response.json({"actor": req.actor})
+
+    port = free_port()
+    sock_dir = tempfile.mkdtemp(prefix="eng-actor-", dir="/tmp")
+    unix_path = f"{sock_dir}/api.sock"
+    loop = uvloop.new_event_loop()
+    server = HttpServer(handler, {})
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.listen_tcp("127.0.0.1", port, tls_context(cfg)))
+        loop.run_until_complete(server.listen_unix(unix_path))
+        ready.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        assert ready.wait(10)
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        ctx.load_cert_chain(str(certs / "client-cert.pem"), str(certs / "client-key.pem"))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            out = b""
+            while chunk := s.recv(4096):
+                out += chunk
+        assert json.loads(out.partition(b"\r\n\r\n")[2]) == {"actor": "tls:O=engine-tests,OU=audit,CN=alice"}
+        with socket.socket(socket.AF_UNIX) as u:
+            u.connect(unix_path)
+            u.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            out = b""
+            while chunk := u.recv(4096):
+                out += chunk
+        actor = json.loads(out.partition(b"\r\n\r\n")[2])["actor"]
+        assert actor.startswith(f"uid={os.getuid()} gid={os.getgid()} pid={os.getpid()} "), actor
+    finally:
+        loop.call_soon_threadsafe(lambda: loop.create_task(_stop(server, loop)))
+        t.join(10)
+        if not t.is_alive():
+            loop.close()
+        shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+async def _stop(server, loop) -> None:  # type: ignore[no-untyped-def]
+    await server.stop(grace=1)
+    loop.stop()
