@@ -239,3 +239,24 @@ def test_the_actor_of_a_tls_request_is_the_client_certificate_subject(certs: Pat
 async def _stop(server, loop) -> None:  # type: ignore[no-untyped-def]
     await server.stop(grace=1)
     loop.stop()
+
+
+def test_docker_tls_from_the_environment(shared_daemon, certs: Path, tmp_path, monkeypatch) -> None:
+    """DOCKER_HOST + DOCKER_TLS_VERIFY + DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem), as users set it up."""
+    cert_path = tmp_path / "docker-certs"
+    cert_path.mkdir()
+    shutil.copy(certs / "ca.pem", cert_path / "ca.pem")
+    shutil.copy(certs / "client-cert.pem", cert_path / "cert.pem")
+    shutil.copy(certs / "client-key.pem", cert_path / "key.pem")
+    env = {"DOCKER_HOST": f"tcp://127.0.0.1:{shared_daemon.port}", "DOCKER_TLS_VERIFY": "1",
+           "DOCKER_CERT_PATH": str(cert_path)}
+    proc = subprocess.run(["docker", "version", "--format", "{{.Server.APIVersion}}"],
+                          env={**shared_daemon.env, **env}, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == "1.50", proc.stderr
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    c = docker.from_env(environment=env)
+    try:
+        assert c.info()["ID"] == shared_daemon.request("GET", "/info")[1]["ID"]
+    finally:
+        c.close()
