@@ -118,12 +118,14 @@ def spawn(
     joins: list[tuple[int, int, str]] | None = None,
     timens_offsets: str = "",
     cgroup_fd: int = -1,
+    cgroup_tasks: list[str] | None = None,
 ) -> int:
     """Clone the container process; returns its pid (the stage-1 child's when ``stage1``).
 
     The child waits on ``sync_fd`` for the GO message that carries its setup program.
     ``joins`` is (fd, nstype, name) for namespaces to enter (stage 1 only), user namespace first.
-    ``cgroup_fd`` (a cgroup2 directory) makes the child start in that cgroup (CLONE_INTO_CGROUP).
+    ``cgroup_fd`` (a cgroup2 directory) makes the child start in that cgroup (CLONE_INTO_CGROUP);
+    the child writes "0" to each of ``cgroup_tasks`` (v1 "tasks" files) before anything else.
     """
     args = ffi.new("struct eng_spawn_args *")
     args.clone_flags = clone_flags
@@ -148,5 +150,11 @@ def spawn(
         t = ffi.new("char[]", timens_offsets.encode())
         keep.append(t)
         args.timens_offsets = t
+    if cgroup_tasks:
+        tasks = [ffi.new("char[]", t.encode()) for t in cgroup_tasks]
+        task_arr = ffi.new("char *[]", tasks)
+        keep += [tasks, task_arr]
+        args.ncgroup_tasks = len(cgroup_tasks)
+        args.cgroup_tasks = task_arr
     pid = lib.eng_spawn(args)
     return _check(pid, "clone")

@@ -47,6 +47,8 @@ ffibuilder.cdef(
         const char *const *join_names;
         const char *timens_offsets;
         int cgroup_fd;
+        int ncgroup_tasks;
+        const char *const *cgroup_tasks;
     };
     int eng_spawn(const struct eng_spawn_args *a);
     int eng_pivot_root(const char *new_root, const char *put_old);

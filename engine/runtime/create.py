@@ -16,7 +16,7 @@ import time
 from engine.errors import AlreadyExists, EngineError, InvalidArgument
 from engine.runtime import cgpath, hooks, plan, spec
 from engine.runtime import state as st
-from engine.runtime.process import Background, Launch, launch
+from engine.runtime.process import Launch, launch
 
 
 def _now_rfc3339() -> str:
@@ -95,7 +95,6 @@ def create(
         launch_spec.close()
         raise AlreadyExists("container with given ID already exists") from None
     mgr = None
-    adder = None
     pid = -1
     console = None
     dirfd = -1
@@ -118,34 +117,14 @@ def create(
         h = config.get("hooks") or {}
         has_cgroup_mount = any(mn.get("type") in ("cgroup", "cgroup2") for mn in config.get("mounts") or ())
 
-        # Joining cgroups by writing cgroup.procs makes the kernel wait for an RCU grace period
-        # (~10 ms here, the largest single cost of a create).  On the fast path without a user
-        # namespace we avoid it: clone3(CLONE_INTO_CGROUP) places the child in its cgroup2
-        # directory, and the child itself writes "0" to each v1 hierarchy's "tasks" file (moving
-        # its only thread; the kernel needs no threadgroup lock for that).  Otherwise the parent
-        # adds the pid, overlapped with the child's setup when nothing needs it earlier.
-        cgroup_tasks: list[str] = []
-        child_joins = not launch_spec.stage1 and not launch_spec.userns
-        if child_joins:
-            for key, d in mgr.paths().items():
-                if not os.path.isdir(d):
-                    continue
-                if key == "":
-                    launch_spec.cgroup_fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                elif d + "/tasks" not in cgroup_tasks:
-                    cgroup_tasks.append(d + "/tasks")
+        # The process joins its cgroup by itself as it is born (see Launch.join_cgroup): a
+        # cgroup.procs write from here would wait for an RCU grace period (~10 ms, the largest
+        # single cost of a create).  Only when no cgroup directory exists to join do we add it.
+        self_joined = launch_spec.join_cgroup(mgr.paths())
 
         def on_pid(p: int) -> None:
-            # Joining v1 cgroups waits for an RCU grace period (~10 ms here): let it overlap with
-            # the child's setup, unless something during setup needs the process in its cgroup
-            # (a new cgroup namespace, hooks).  It is done before create returns in any case.
-            nonlocal adder
-            if child_joins:
-                return
-            if launch_spec.new_cgroupns or h.get("prestart") or h.get("createRuntime"):
+            if not self_joined:
                 mgr.add(p)
-            else:
-                adder = Background(mgr.add, p)
 
         def build(p: int):
             ctx = plan.Context(
@@ -161,7 +140,6 @@ def create(
                 else None,
                 joins=launch_spec.child_joins,
                 new_cgroupns=launch_spec.new_cgroupns,
-                cgroup_tasks=cgroup_tasks,
                 stdio=stdio,
             )
             return plan.build_create(config, ctx)
@@ -195,9 +173,6 @@ def create(
             run_hooks=run_hooks,
             on_seccomp_fd=on_seccomp_fd,
         )
-        if adder is not None:
-            adder, waiting = None, adder
-            waiting.join()
         data = {
             "ociVersion": config.get("ociVersion", spec.OCI_VERSION),
             "id": container_id,
@@ -218,11 +193,6 @@ def create(
     except BaseException as e:
         from engine.runtime.process import kill_and_reap
 
-        if adder is not None:
-            try:  # noqa: SIM105 (contextlib costs an import on the timed path)
-                adder.join()
-            except BaseException:  # the original error is the one to report
-                pass
         kill_and_reap(pid)
         if mgr is not None:
             try:

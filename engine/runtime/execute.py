@@ -9,11 +9,10 @@ terminal) with the container's seccomp profile and no_new_privs, as runc does.  
 
 from __future__ import annotations
 
-import json
 import os
 
 from engine.errors import FailedPrecondition, InvalidArgument
-from engine.runtime import plan, spec
+from engine.runtime import fastjson, plan, spec
 from engine.runtime import state as st
 from engine.runtime.kill import current_status, manager
 from engine.runtime.process import Launch, launch, ns_path
@@ -34,7 +33,7 @@ def process_from_flags(
     if process_path:
         try:
             with open(process_path) as f:
-                proc = json.load(f)
+                proc = fastjson.loads(f.read())
         except (OSError, ValueError) as e:
             raise InvalidArgument(f"read process spec {process_path}: {e}") from e
         if not isinstance(proc, dict):
@@ -45,7 +44,7 @@ def process_from_flags(
         raise InvalidArgument("exec args cannot be empty")
     c = st.load(root, container_id)
     base = c.config.get("process") or {}
-    proc = json.loads(json.dumps(base))
+    proc = fastjson.loads(fastjson.dumps(base))
     proc["args"] = list(args)
     proc["terminal"] = bool(opts.get("tty"))
     proc.pop("consoleSize", None)
@@ -144,7 +143,8 @@ def execute(
                 sc["listenerPath"], fd, p, c.oci_state(st.RUNNING), sc.get("listenerMetadata", "")
             )
 
-        pid = launch(launch_spec, build, on_pid=mgr.add, on_seccomp_fd=on_seccomp_fd)
+        self_joined = launch_spec.join_cgroup(mgr.paths())
+        pid = launch(launch_spec, build, on_pid=None if self_joined else mgr.add, on_seccomp_fd=on_seccomp_fd)
     finally:
         if console is not None:
             console.close()

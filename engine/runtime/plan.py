@@ -114,7 +114,6 @@ class Context:
         "cgroup_mounts",
         "joins",
         "new_cgroupns",
-        "cgroup_tasks",
         "stdio",
     )
 
@@ -131,7 +130,6 @@ class Context:
         cgroup_mounts: list | None = None,
         joins: list[tuple[int, int, str]] | None = None,
         new_cgroupns: bool = False,
-        cgroup_tasks: list[str] | None = None,
         stdio: tuple[int, int, int] | None = None,
     ) -> None:
         self.rootfs = rootfs
@@ -145,8 +143,6 @@ class Context:
         self.cgroup_mounts = cgroup_mounts or []
         self.joins = joins or []  # (fd, nstype, name) entered by the child itself (fast path)
         self.new_cgroupns = new_cgroupns
-        # v1 "tasks" files the child writes "0" to, joining its cgroups itself (see create.py)
-        self.cgroup_tasks = cgroup_tasks or []
         # fds that become the process's stdin/stdout/stderr (None: inherit ours), for the shim
         self.stdio = stdio
 
@@ -161,8 +157,6 @@ def build_create(config: dict, ctx: Context) -> p.Program:
     prog = p.Program()
     proc = config["process"]
     _stdio_ops(prog, ctx)
-    for path in ctx.cgroup_tasks:
-        prog.add(p.OP_WRITE, (), (path, "0"))
     for fd, nstype, name in ctx.joins:
         prog.add(p.OP_SETNS, (fd, nstype), (name,))
     if ctx.userns:

@@ -12,7 +12,6 @@ error propagates, so the caller only has to undo its own work (cgroup, state dir
 from __future__ import annotations
 
 import _socket
-import _thread
 import os
 
 from engine import native
@@ -51,7 +50,9 @@ class Launch:
         "gid_map",
         "timens_offsets",
         "cgroup_fd",
+        "cgroup_tasks",
         "_fds",
+        "_ns",
     )
 
     def __init__(
@@ -62,6 +63,7 @@ class Launch:
         gid_mappings: list | None = None,
         time_offsets: dict | None = None,
     ) -> None:
+        self._ns = dict(namespaces)
         new = [t for t, path in namespaces.items() if not path]
         joined = {t: path for t, path in namespaces.items() if path}
         self.clone_flags = 0
@@ -89,7 +91,33 @@ class Launch:
         if self.new_userns and not (self.uid_map and self.gid_map):
             raise InvalidArgument("user namespaces need uidMappings and gidMappings")
         self.timens_offsets = _timens_text(time_offsets)
-        self.cgroup_fd = -1  # a cgroup2 directory to clone into (create.py sets it)
+        self.cgroup_fd = -1  # a cgroup2 directory to clone into (see join_cgroup)
+        self.cgroup_tasks: list[str] = []
+
+    def join_cgroup(self, dirs: dict[str, str]) -> bool:
+        """Have the new process start in the cgroup ``dirs`` (a manager's paths()) by itself.
+
+        cgroup2: clone3(CLONE_INTO_CGROUP); v1: the first child writes "0" to "tasks" before it
+        changes any namespace.  Neither waits for the RCU grace period that a cgroup.procs
+        write from here costs (~10 ms).  A new user namespace then comes from unshare in the
+        stage-1 child, after the writes (made by clone, it would take our privilege first).
+        Returns False (nothing to join) when no directory exists.
+        """
+        seen = set()
+        for key, d in dirs.items():
+            if not os.path.isdir(d):
+                continue
+            if key == "":
+                if self.cgroup_fd < 0:
+                    self.cgroup_fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            elif d not in seen:
+                seen.add(d)
+                self.cgroup_tasks.append(d + "/tasks")
+        if self.cgroup_tasks and self.new_userns and not self.stage1:
+            self.stage1 = True
+            self.fork_init = "pid" in self._ns or "time" in self._ns
+            self.stage1_joins, self.child_joins = self.child_joins, []
+        return bool(self.cgroup_tasks) or self.cgroup_fd >= 0
 
     def close(self) -> None:
         if self.cgroup_fd >= 0:
@@ -167,6 +195,7 @@ def launch(
                 joins=launch_spec.stage1_joins,
                 timens_offsets=launch_spec.timens_offsets,
                 cgroup_fd=launch_spec.cgroup_fd,
+                cgroup_tasks=launch_spec.cgroup_tasks,
             )
         except OSError as e:
             raise FailedPrecondition(f"clone: {(e.strerror or str(e)).lower()}") from e
@@ -255,30 +284,6 @@ def _unexpected(mtype: int, value: int, payload: bytes) -> None:
     if mtype == p.MSG_ERROR:
         raise ContainerError(payload.decode(errors="replace"))
     raise ContainerError(f"unexpected message {mtype} from container process")
-
-
-class Background:
-    """Run one call on a thread (``_thread``: threading costs an import); ``join`` re-raises."""
-
-    def __init__(self, fn, *args) -> None:
-        self._lock = _thread.allocate_lock()
-        self._lock.acquire()
-        self._err: BaseException | None = None
-        _thread.start_new_thread(self._run, (fn, args))
-
-    def _run(self, fn, args) -> None:
-        try:
-            fn(*args)
-        except BaseException as e:  # handed to join()
-            self._err = e
-        finally:
-            self._lock.release()
-
-    def join(self) -> None:
-        self._lock.acquire()
-        self._lock.release()
-        if self._err is not None:
-            raise self._err
 
 
 def send_seccomp_fd(listener_path: str, fd: int, pid: int, state: dict, metadata: str = "") -> None:

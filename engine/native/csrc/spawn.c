@@ -463,6 +463,21 @@ static void __attribute__((noreturn)) child_main(void)
     _exit(ENG_CHILD_FAILED);
 }
 
+/* Join cgroup v1 hierarchies by writing "0" (this thread) to their "tasks" files.  Moving only
+ * the calling thread needs no threadgroup lock, so unlike a cgroup.procs write by the parent it
+ * does not wait for an RCU grace period (~10 ms); the process has a single thread here, so the
+ * whole process moves.  Done before any namespace change, while the host's cgroupfs is visible
+ * and we are still privileged there. */
+static void join_cgroups(const struct eng_spawn_args *a)
+{
+    for (int i = 0; i < a->ncgroup_tasks; i++) {
+        int fd = open(a->cgroup_tasks[i], O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) != 1)
+            DIE_ERRNO("join cgroup %s", a->cgroup_tasks[i]);
+        close(fd);
+    }
+}
+
 int eng_spawn(const struct eng_spawn_args *a)
 {
     if (!a->stage1) {
@@ -479,6 +494,7 @@ int eng_spawn(const struct eng_spawn_args *a)
         close(a->parent_fd);
         g_sync = a->sync_fd;
         signal(SIGPIPE, SIG_DFL);
+        join_cgroups(a); /* the caller never combines this with CLONE_NEWUSER at clone */
         if (later && unshare((int)later) < 0)
             DIE_ERRNO("unshare namespaces %#lx", later);
         child_main();
@@ -492,6 +508,7 @@ int eng_spawn(const struct eng_spawn_args *a)
     close(a->parent_fd);
     g_sync = a->sync_fd;
     signal(SIGPIPE, SIG_DFL);
+    join_cgroups(a); /* the init forked below inherits the cgroups */
     for (int i = 0; i < a->njoin; i++) {
         if (setns(a->join_fds[i], a->join_types[i]) < 0)
             DIE_ERRNO("setns %s", a->join_names && a->join_names[i] ? a->join_names[i] : "");

@@ -78,6 +78,8 @@ struct eng_spawn_args {
     const char *const *join_names;
     const char *timens_offsets; /* written by stage 1 to /proc/self/timens_offsets */
     int cgroup_fd;              /* >= 0: clone3(CLONE_INTO_CGROUP) into this cgroup2 directory */
+    int ncgroup_tasks;          /* cgroup v1 "tasks" files the child writes "0" to, first thing */
+    const char *const *cgroup_tasks;
 };
 
 int eng_spawn(const struct eng_spawn_args *a);
