@@ -4,6 +4,7 @@ clients connected, SIGHUP reloads, and the crash marker after SIGKILL."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import grp
 import json
 import os
@@ -38,17 +39,21 @@ def sock_stat(path: str) -> os.stat_result:
 
 @contextlib.contextmanager
 def group(name: str):  # type: ignore[no-untyped-def]
-    existed = True
-    try:
-        grp.getgrnam(name)
-    except KeyError:
-        existed = False
-        subprocess.run(["groupadd", name], check=True, capture_output=True)
-    try:
-        yield grp.getgrnam(name).gr_gid
-    finally:
-        if not existed:
-            subprocess.run(["groupdel", name], check=False, capture_output=True)
+    """The group exists for the duration (made and removed here unless it existed). A flock serialises
+    concurrent runs that use the same name, so one run cannot delete it under another."""
+    with open(f"/tmp/engine-test-group-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existed = True
+        try:
+            grp.getgrnam(name)
+        except KeyError:
+            existed = False
+            subprocess.run(["groupadd", name], check=True, capture_output=True)
+        try:
+            yield grp.getgrnam(name).gr_gid
+        finally:
+            if not existed:
+                subprocess.run(["groupdel", name], check=False, capture_output=True)
 
 
 def test_sockets_are_0660(engine_daemon) -> None:
