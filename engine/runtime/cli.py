@@ -246,6 +246,10 @@ def _main(argv: list[str] | None) -> int:
                 raise Usage(f'{PROG}: "{cmd}" requires a minimum of {lo} argument(s)')
             raise Usage(f'{PROG}: "{cmd}" requires a maximum of {hi} argument(s)')
         root = gopts.get("root") or "/run/engine-runtime"
+        if log.debug_on:
+            from engine.runtime import process
+
+            process.debug = log.debug
         from engine.runtime import commands
 
         out = getattr(commands, "cmd_" + cmd.replace("-", "_"))(root, opts, pos, log)

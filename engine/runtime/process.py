@@ -23,6 +23,10 @@ from engine.runtime.plan import NS_FLAGS, NS_PROC
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
 
+# set by the CLI's --debug: called with one line per setup operation and message
+debug = None
+
+
 class ContainerError(EngineError):
     """The container process reported a setup failure (message from the C side)."""
 
@@ -221,6 +225,13 @@ def launch(
         if on_pid is not None:
             on_pid(pid)
         program = build_program(pid)
+        if debug is not None:
+            debug(
+                f"container process {pid}: clone flags {launch_spec.clone_flags:#x}, stage1 {launch_spec.stage1}"
+            )
+            for op, ints, strs in program.ops:
+                shown = [s if isinstance(s, str) else f"<{len(s)} bytes>" for s in strs]
+                debug(f"  {p.OP_NAMES[op]} {list(ints)} {shown}")
         state = state_json(pid) if state_json is not None else b"{}"
         payload = p.go_payload(state, program)
         try:
