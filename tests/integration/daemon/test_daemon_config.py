@@ -127,3 +127,21 @@ def test_tcp_with_no_tls_serves_with_a_loud_warning(daemon_factory) -> None:
     out = d.docker("-H", f"tcp://127.0.0.1:{port}", "version", "--format", "{{.Server.APIVersion}}").stdout
     assert out.strip() == "1.50"
     assert d.request("GET", "/_ping")[0] == 200
+
+
+def test_hosts_from_the_file(daemon_factory, tmp_path) -> None:
+    port = free_port()
+    d = daemon_factory(start=False)
+    d.base.mkdir(parents=True, exist_ok=True)
+    cfg = d.base / "daemon.json"
+    cfg.write_text(json.dumps({"hosts": [d.docker_host, f"tcp://127.0.0.1:{port}"], "tls": False}))
+    d.extra_args = ["--config", str(cfg)]
+    d.start()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_ping", timeout=10) as resp:
+        assert resp.read() == b"OK"
+    assert "WITHOUT TLS" in d.log()
+    assert d.stop() == 0
+    assert not os.path.exists(d.docker_sock) and not port_open(port)
+    # hosts in the file and -H on the command line: dockerd's conflict
+    proc = run_daemon(*args_for(tmp_path), "--config", str(cfg), "-H", "unix:///tmp/other.sock")
+    refused(proc, tmp_path, "specified both as a flag and in the configuration file", "hosts:")
