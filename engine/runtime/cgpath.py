@@ -5,8 +5,8 @@ one is taken relative to the runtime's own cgroup (as runc's fs driver); an empt
 ``/<id>``.  systemd-style "slice:prefix:name" paths are turned into a plain path, since this
 runtime drives cgroupfs directly.
 
-``mount_entries(pid, new_cgroupns)`` lists, per host hierarchy, what plan.py mounts at
-``/sys/fs/cgroup/<name>``: with a new cgroup namespace a fresh cgroup mount (the namespace
+``mount_entries(pid, new_cgroupns)`` lists, per host hierarchy (v1 ones only on a hybrid host,
+as runc), what plan.py mounts at ``/sys/fs/cgroup/<name>``: with a new cgroup namespace a fresh cgroup mount (the namespace
 makes the container's cgroup its root); without one, a bind of the container's own cgroup
 directory, so the container never sees its siblings.
 """
@@ -67,7 +67,11 @@ def mount_entries(
     ``dirs`` (the cgroup manager's directories) lets a bind be planned before the process has
     joined its cgroup; hierarchies it does not cover are read from /proc/<pid>/cgroup.
     """
-    hier = m.host_cgroup_mounts()
+    hier = [h for h in m.host_cgroup_mounts() if h[0].startswith("/sys/fs/cgroup")]
+    if any(h[2] == "cgroup" for h in hier):
+        # hybrid host: show the v1 hierarchies only, as runc does (the cgroup2 tree there
+        # holds nothing a container manages)
+        hier = [h for h in hier if h[2] == "cgroup"]
     if dirs is not None and not new_cgroupns:
         out = []
         for mp, _root, fstype, _superopts in hier:

@@ -2,9 +2,9 @@
 exit status and output.  Each case prints what a config option changes inside the container.
 
 Intended differences are not cases here: ``linux.personality`` and ``domainname`` (runc 1.1
-ignores both; we apply them, as the spec says), a tmpfs's root mode (runc 1.1 resets it to the mount point's earlier mode; we keep the
-``mode=`` option), and the hybrid host's ``unified`` cgroup2 tree (we mount it under
-/sys/fs/cgroup too).  runc 1.1 also refuses a rootfs that is a symlink; we resolve it.
+ignores both; we apply them, as the spec says) and a tmpfs's root mode (runc 1.1 resets it to
+the mount point's earlier mode; we keep the ``mode=`` option).  runc 1.1 also refuses a rootfs
+that is a symlink; we resolve it.
 """
 
 from __future__ import annotations
@@ -156,6 +156,7 @@ CASES = {
     ),
     "masked-paths": ("ls /proc/acpi | wc -l; cat /proc/kcore 2>&1 | wc -c", None),
     "shm-mqueue": ("grep -E ' /dev/(mqueue|shm) ' " + MNTINFO + " | cut -d' ' -f5,6,9-", None),
+    "cgroup-mount": ("ls /sys/fs/cgroup; grep -c ' /sys/fs/cgroup/' " + MNTINFO, None),
     "cgroup-namespace": (
         "cat /proc/self/cgroup | head -3",
         _append(["linux", "namespaces"], {"type": "cgroup"}),
