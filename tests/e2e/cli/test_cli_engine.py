@@ -340,10 +340,11 @@ def test_tail_follow_prints_the_last_match_then_live_ones(shared_daemon, history
 
 def test_events_with_a_future_until_exits_at_until(shared_daemon) -> None:
     d = shared_daemon
+    before = listeners(d)
     t0 = time.time()
     proc = subprocess.Popen([ENGINE, "events", "--since", f"{t0:.6f}", "--until", f"{t0 + 1.5:.6f}", "--format",
                              "json"], env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: listeners(d) >= 1, what="engine events to subscribe")
+    wait_for(lambda: listeners(d) > before, what="engine events to subscribe")
     ctr_pid(d, "namespaces", "create", "until-window")
     out, err = proc.communicate(timeout=15)
     took = time.time() - t0
