@@ -81,7 +81,8 @@ PROPAGATION = {
     "runbindable": MS_UNBINDABLE | MS_REC,
 }
 
-# options runc accepts that change runc's own behaviour, not the mount: ignored here
+# options that change what the runtime does, not the mount(2) call: tmpcopyup is handled in
+# plan.py (the C side copies what the tmpfs covers into it); idmap/ridmap are not supported
 _RUNTIME_ONLY = {"tmpcopyup", "idmap", "ridmap"}
 
 

@@ -289,7 +289,10 @@ def _mount_ops(prog: p.Program, mnt: dict, dest: str, ctx: Context) -> None:
         return
     if typ == "bind":
         typ = ""
-    prog.add(p.OP_MOUNT, (flags, p.MNT_IN_ROOT, 0, prop), (src, dest, typ, data))
+    kind = p.MNT_IN_ROOT
+    if typ == "tmpfs" and "tmpcopyup" in (mnt.get("options") or ()):
+        kind |= p.MNT_COPYUP  # runc's extension: the tmpfs starts with what it covers
+    prog.add(p.OP_MOUNT, (flags, kind, 0, prop), (src, dest, typ, data))
 
 
 def _cgroup_ops(prog: p.Program, dest: str, flags: int, ctx: Context) -> None:

@@ -75,6 +75,7 @@ OP_DUP2 = 38
 
 MNT_IN_ROOT = 1
 MNT_FILE = 2
+MNT_COPYUP = 4
 
 CHILD_FAILED = 121  # exit status of a child that reported an error
 MAX_INTS = 256

@@ -33,6 +33,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include "spawn.h"
 

@@ -104,6 +104,66 @@ unsigned long locked_flags(const char *path)
 }
 
 
+/* Copy the tree under srcdir into dstdir, keeping modes, owners and times (tmpcopyup). */
+static void copy_tree(int srcdir, int dstdir, const char *where)
+{
+    int dfd = dup(srcdir);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d)
+        DIE_ERRNO("tmpcopyup: read %s", where);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, ".."))
+            continue;
+        struct stat st;
+        if (fstatat(srcdir, n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            DIE_ERRNO("tmpcopyup: stat %s/%s", where, n);
+        if (S_ISDIR(st.st_mode)) {
+            if (mkdirat(dstdir, n, st.st_mode & 07777) < 0)
+                DIE_ERRNO("tmpcopyup: mkdir %s/%s", where, n);
+            int s2 = openat(srcdir, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int d2 = openat(dstdir, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (s2 < 0 || d2 < 0)
+                DIE_ERRNO("tmpcopyup: open %s/%s", where, n);
+            copy_tree(s2, d2, where);
+            close(s2);
+            close(d2);
+        } else if (S_ISREG(st.st_mode)) {
+            int in = openat(srcdir, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            int out = openat(dstdir, n, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
+            if (in < 0 || out < 0)
+                DIE_ERRNO("tmpcopyup: open %s/%s", where, n);
+            char buf[65536];
+            ssize_t k;
+            while ((k = read(in, buf, sizeof(buf))) > 0)
+                if (write(out, buf, (size_t)k) != k)
+                    DIE_ERRNO("tmpcopyup: write %s/%s", where, n);
+            if (k < 0)
+                DIE_ERRNO("tmpcopyup: read %s/%s", where, n);
+            close(in);
+            close(out);
+        } else if (S_ISLNK(st.st_mode)) {
+            char target[4096];
+            ssize_t k = readlinkat(srcdir, n, target, sizeof(target) - 1);
+            if (k < 0)
+                DIE_ERRNO("tmpcopyup: readlink %s/%s", where, n);
+            target[k] = 0;
+            if (symlinkat(target, dstdir, n) < 0)
+                DIE_ERRNO("tmpcopyup: symlink %s/%s", where, n);
+        } else if (mknodat(dstdir, n, st.st_mode, st.st_rdev) < 0) {
+            DIE_ERRNO("tmpcopyup: mknod %s/%s", where, n);
+        }
+        if (fchownat(dstdir, n, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+            DIE_ERRNO("tmpcopyup: chown %s/%s", where, n);
+        if (!S_ISLNK(st.st_mode) && fchmodat(dstdir, n, st.st_mode & 07777, 0) < 0)
+            DIE_ERRNO("tmpcopyup: chmod %s/%s", where, n);
+        struct timespec ts[2] = {st.st_atim, st.st_mtim};
+        utimensat(dstdir, n, ts, AT_SYMLINK_NOFOLLOW);
+    }
+    closedir(d);
+}
+
 void do_mount(struct rec *r)
 {
     /* ints: flags, kind, remount_flags, propagation; strs: source, dest, fstype, data */
@@ -119,8 +179,30 @@ void do_mount(struct rec *r)
         fdpath(target, sizeof(target), fd);
     }
     const char *t = fd >= 0 ? target : dst;
-    if (mount(*src ? src : NULL, t, *fstype ? fstype : NULL, flags, *data ? data : NULL) < 0)
+    int below = -1; /* tmpcopyup: the directory the new mount will cover, opened first */
+    if ((kind & ENG_MNT_COPYUP) && fd >= 0) {
+        below = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (below < 0)
+            DIE_ERRNO("tmpcopyup: open %s", dst);
+    }
+    unsigned long first = below >= 0 ? flags & ~MS_RDONLY : flags; /* fill it before it is ro */
+    if (mount(*src ? src : NULL, t, *fstype ? fstype : NULL, first, *data ? data : NULL) < 0)
         DIE_ERRNO("mount %s to %s (type %s)", src, dst, fstype);
+    if (below >= 0) {
+        int top = open_in_root(dst, O_RDONLY | O_DIRECTORY);
+        if (top < 0)
+            DIE_ERRNO("tmpcopyup: open %s", dst);
+        copy_tree(below, top, dst);
+        close(top);
+        close(below);
+        if (flags & MS_RDONLY) {
+            close(fd);
+            fd = open_in_root(dst, O_PATH);
+            fdpath(target, sizeof(target), fd);
+            if (fd < 0 || mount(NULL, t, NULL, MS_REMOUNT | flags, *data ? data : NULL) < 0)
+                DIE_ERRNO("tmpcopyup: remount %s read-only", dst);
+        }
+    }
     if ((remount || prop) && fd >= 0) {
         /* re-open: the old fd names the directory under the new mount, not the mount */
         close(fd);

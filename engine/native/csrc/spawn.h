@@ -65,6 +65,7 @@
 /* ENG_OP_MOUNT kind bits */
 #define ENG_MNT_IN_ROOT 1 /* dest is inside the rootfs: resolve (and create) it there */
 #define ENG_MNT_FILE 2    /* create dest as an empty file, not a directory */
+#define ENG_MNT_COPYUP 4  /* tmpcopyup: copy what the mount covers into the new tmpfs */
 
 struct eng_spawn_args {
     unsigned long clone_flags; /* new namespaces (CLONE_NEW*), without CLONE_NEWCGROUP */

@@ -156,6 +156,18 @@ CASES = {
     ),
     "masked-paths": ("ls /proc/acpi | wc -l; cat /proc/kcore 2>&1 | wc -c", None),
     "shm-mqueue": ("grep -E ' /dev/(mqueue|shm) ' " + MNTINFO + " | cut -d' ' -f5,6,9-", None),
+    "tmpcopyup": (
+        "ls -l /etc | awk '{print $1, $3, $4, $9}'; grep ' /etc ' " + MNTINFO + " | cut -d' ' -f6",
+        _append(
+            ["mounts"],
+            {
+                "destination": "/etc",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["tmpcopyup", "ro", "mode=755"],
+            },
+        ),
+    ),
     "cgroup-mount": ("ls /sys/fs/cgroup; grep -c ' /sys/fs/cgroup/' " + MNTINFO, None),
     "cgroup-namespace": (
         "cat /proc/self/cgroup | head -3",
