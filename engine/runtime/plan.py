@@ -268,7 +268,10 @@ def _rootfs_ops(prog: p.Program, config: dict, ctx: Context) -> None:
 
 
 def _mount_ops(prog: p.Program, mnt: dict, dest: str, ctx: Context) -> None:
-    flags, prop, data = m.parse_options(mnt.get("options"))
+    opts = mnt.get("options") or ()
+    if mnt.get("uidMappings") or mnt.get("gidMappings") or "idmap" in opts or "ridmap" in opts:
+        raise InvalidArgument(f"mount {dest}: idmapped mounts are not supported")
+    flags, prop, data = m.parse_options(opts)
     typ = mnt.get("type") or ""
     src = mnt.get("source") or ""
     if typ == "cgroup" or (typ == "cgroup2" and ctx.cgroup_mounts):

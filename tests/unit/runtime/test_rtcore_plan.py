@@ -260,3 +260,21 @@ def test_seccomp_notify_needs_a_listener_and_loads_before_ready(bundle, monkeypa
     names = prog.names()
     assert names.index("OP_SECCOMP") < names.index("OP_READY")  # the fd goes over the sync socket
     assert prog.find(p.OP_SECCOMP)[0][0] == (8, 1)
+
+
+def test_idmapped_mounts_are_refused_clearly(bundle):
+    cfg = copy.deepcopy(BASE)
+    cfg["mounts"].append(
+        {"destination": "/x", "type": "bind", "source": "data", "options": ["rbind", "idmap"]}
+    )
+    with pytest.raises(InvalidArgument, match="idmapped mounts are not supported"):
+        build(bundle, cfg)
+
+
+def test_tmpcopyup_marks_the_mount(bundle):
+    cfg = copy.deepcopy(BASE)
+    cfg["mounts"].append(
+        {"destination": "/etc", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}
+    )
+    ints, strs = build(bundle, cfg).find(p.OP_MOUNT)[-1]
+    assert ints[1] == p.MNT_IN_ROOT | p.MNT_COPYUP and strs[3] == ""  # not passed to mount(2)
