@@ -52,6 +52,9 @@ def release(c: st.Container, timeout: float = 30.0) -> None:
                 break
             if not c.alive():
                 raise FailedPrecondition("container process exited before it was started")
+            if data == b"" and not os.path.exists(c.fifo):
+                # another start read the byte first and removed the FIFO
+                raise FailedPrecondition("cannot start an already running container")
             if time.monotonic() > deadline:
                 raise FailedPrecondition("timed out waiting for the container process to start")
             poller.poll(5)

@@ -300,3 +300,29 @@ def test_seccomp_user_notification_reaches_the_listener(core, tmp_path, capfd):
     assert msg["fds"] == ["seccompFd"] and msg["metadata"] == "hello"
     assert msg["state"]["id"] == cid and msg["pid"] > 0
     assert got["nr"] in (83, 258)  # mkdir, mkdirat on x86_64
+
+
+def test_concurrent_starts_release_once(core):
+    import threading
+
+    cid, b, _ = core.bundle(["sleep", "60"])
+    create(core.root, cid, str(b))
+    results = []
+
+    def go():
+        try:
+            start(core.root, cid)
+            results.append("ok")
+        except FailedPrecondition as e:
+            results.append(str(e))
+
+    threads = [threading.Thread(target=go) for _ in range(3)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert time.monotonic() - t0 < 5
+    assert results.count("ok") == 1, results
+    assert all(r == "ok" or "already running" in r for r in results)
+    assert state(core.root, cid)["status"] == "running"
