@@ -33,6 +33,7 @@ def cmd_create(root, opts, args, log) -> int:
         console_socket=opts.get("console-socket"),
         no_pivot=bool(opts.get("no-pivot")),
         preserve_fds=_int(opts, "preserve-fds"),
+        new_keyring=not opts.get("no-new-keyring"),
     )
     return 0
 
@@ -50,6 +51,7 @@ def cmd_run(root, opts, args, log) -> int:
         no_pivot=bool(opts.get("no-pivot")),
         preserve_fds=_int(opts, "preserve-fds"),
         keep=bool(opts.get("keep")),
+        new_keyring=not opts.get("no-new-keyring"),
         log=log.warn,
     )
 

@@ -63,6 +63,7 @@ def create(
     subreaper: bool = False,
     loaded: tuple[dict, str, str] | None = None,
     stdio: tuple[int, int, int] | None = None,
+    new_keyring: bool = True,
 ) -> st.Container:
     """Create the container; returns its state (status ``created``).
 
@@ -141,6 +142,7 @@ def create(
                 joins=launch_spec.child_joins,
                 new_cgroupns=launch_spec.new_cgroupns,
                 stdio=stdio,
+                keyring=f"_ses.{container_id}" if new_keyring else "",
             )
             return plan.build_create(config, ctx)
 

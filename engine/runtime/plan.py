@@ -115,6 +115,7 @@ class Context:
         "joins",
         "new_cgroupns",
         "stdio",
+        "keyring",
     )
 
     def __init__(
@@ -131,6 +132,7 @@ class Context:
         joins: list[tuple[int, int, str]] | None = None,
         new_cgroupns: bool = False,
         stdio: tuple[int, int, int] | None = None,
+        keyring: str = "",
     ) -> None:
         self.rootfs = rootfs
         self.bundle = bundle
@@ -145,6 +147,8 @@ class Context:
         self.new_cgroupns = new_cgroupns
         # fds that become the process's stdin/stdout/stderr (None: inherit ours), for the shim
         self.stdio = stdio
+        # name of the session keyring the init joins ("" for none: --no-new-keyring, exec)
+        self.keyring = keyring
 
 
 def _clean(path: str) -> str:
@@ -164,6 +168,8 @@ def build_create(config: dict, ctx: Context) -> p.Program:
         prog.add(p.OP_USER, (0, 0, -1))
     if ctx.new_cgroupns:
         prog.add(p.OP_UNSHARE, (NS_FLAGS["cgroup"],))
+    if ctx.keyring:
+        prog.add(p.OP_KEYRING, (), (ctx.keyring,))
     if config.get("hostname"):
         prog.add(p.OP_SETHOSTNAME, (), (config["hostname"],))
     if config.get("domainname"):

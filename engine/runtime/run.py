@@ -52,6 +52,7 @@ def run(
     no_pivot: bool = False,
     preserve_fds: int = 0,
     keep: bool = False,
+    new_keyring: bool = True,
     log=None,
 ) -> int:
     if detach:
@@ -63,6 +64,7 @@ def run(
             console_socket=console_socket,
             no_pivot=no_pivot,
             preserve_fds=preserve_fds,
+            new_keyring=new_keyring,
         )
         try:
             start(root, container_id, log=log)
@@ -93,6 +95,7 @@ def run(
         preserve_fds=preserve_fds,
         subreaper=True,
         loaded=loaded,
+        new_keyring=new_keyring,
     )
     try:
         master = -1

@@ -401,6 +401,13 @@ static void run_program(const char *prog, size_t len)
             execve(g_exe[0] ? g_exe : argv[0], argv, envv);
             DIE_ERRNO("exec %s", argv[0]);
         }
+        case ENG_OP_KEYRING:
+            /* a session keyring of its own, so the container cannot read the host's keys; as runc,
+             * a kernel that refuses (EACCES, ENOSYS) is not an error */
+            if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, r.strs[0]) < 0 && errno != EACCES &&
+                errno != ENOSYS)
+                DIE_ERRNO("join session keyring %s", r.strs[0]);
+            break;
         case ENG_OP_DUP2:
             if ((int)r.ints[0] != (int)r.ints[1] && dup2((int)r.ints[0], (int)r.ints[1]) < 0)
                 DIE_ERRNO("dup2 %d to %d", (int)r.ints[0], (int)r.ints[1]);

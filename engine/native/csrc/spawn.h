@@ -61,6 +61,7 @@
 #define ENG_OP_SCHED 36    /* ints: policy, nice, priority, flags, runtime, deadline, period */
 #define ENG_OP_AFFINITY 37 /* strs: cpu_set_t bytes */
 #define ENG_OP_DUP2 38     /* ints: from, to (the container's stdio, for a shim) */
+#define ENG_OP_KEYRING 39  /* strs: name of a new session keyring to join */
 
 /* ENG_OP_MOUNT kind bits */
 #define ENG_MNT_IN_ROOT 1 /* dest is inside the rootfs: resolve (and create) it there */

@@ -326,3 +326,13 @@ def test_concurrent_starts_release_once(core):
     assert results.count("ok") == 1, results
     assert all(r == "ok" or "already running" in r for r in results)
     assert state(core.root, cid)["status"] == "running"
+
+
+def test_session_keyring_unless_told_not_to(core, capfd):
+    for new_keyring in (True, False):
+        cid, b, spec = core.bundle(["sh", "-c", "cat /proc/keys"])
+        spec["linux"]["maskedPaths"] = []
+        core.write(b, spec)
+        assert run(core.root, cid, str(b), new_keyring=new_keyring) == 0
+        out = capfd.readouterr().out
+        assert (f"_ses.{cid}:" in out) is new_keyring
