@@ -156,6 +156,9 @@ def cmd_events(root, opts, args, log) -> int:
 def cmd_exec(root, opts, args, log) -> int:
     from engine.runtime.execute import execute, process_from_flags
 
+    for flag in ("cgroup", "apparmor", "process-label"):
+        if opts.get(flag):
+            raise InvalidArgument(f"exec --{flag} is not supported by engine-runtime")
     proc_path = opts.get("process")
     proc = process_from_flags(root, args[0], opts, args[1:], proc_path)
     return execute(
