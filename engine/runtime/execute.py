@@ -162,5 +162,6 @@ def execute(
 
         master = tty.recv_master(own[0])
         own[0].close()
+        tty.follow_resizes(master)
         tty.proxy(master, pid, tty.prepare(master))
     return wait_exit(pid)

@@ -108,6 +108,10 @@ def run(
             own_tty[0].close()
             saved = tty.prepare(master)
         forward_signals(c.pid)
+        if master >= 0:
+            from engine.runtime import tty
+
+            tty.follow_resizes(master)
         start(root, container_id, log=log)
         if master >= 0:
             from engine.runtime import tty

@@ -49,6 +49,22 @@ def prepare(master: int) -> list | None:
     return old
 
 
+def follow_resizes(master: int) -> None:
+    """On SIGWINCH give the pty our terminal's new size (the kernel then signals the process)."""
+    import _signal
+
+    from engine import native
+
+    def resize(_signum, _frame):
+        try:
+            rows, cols = native.get_winsize(0)
+            native.set_winsize(master, rows, cols)
+        except OSError:
+            pass
+
+    _signal.signal(28, resize)  # SIGWINCH
+
+
 def proxy(master: int, pid: int, old: list | None = None) -> None:
     """Copy stdin -> master and master -> stdout until ``pid`` exits and the master drains."""
     import termios
