@@ -187,6 +187,12 @@ def launch(
     ``on_seccomp_fd(pid, fd)`` hands a seccomp user-notification listener fd on.
     """
     parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0)
+    try:  # noqa: SIM105 (contextlib costs an import on the timed path)
+        # the GO datagram carries the whole program (a large env or seccomp filter can pass the
+        # default 208 KiB socket buffer); the child accepts up to its 1 MiB program buffer
+        parent.setsockopt(_socket.SOL_SOCKET, 32, 1 << 21)  # SO_SNDBUFFORCE (root)
+    except OSError:
+        pass
     pid = stage1_pid = -1
     try:
         try:

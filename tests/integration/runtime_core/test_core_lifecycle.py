@@ -336,3 +336,12 @@ def test_session_keyring_unless_told_not_to(core, capfd):
         assert run(core.root, cid, str(b), new_keyring=new_keyring) == 0
         out = capfd.readouterr().out
         assert (f"_ses.{cid}:" in out) is new_keyring
+
+
+def test_a_large_environment_fits_the_setup_message(core, capfd):
+    # 300 KB of environment (each string under the kernel's 128 KiB MAX_ARG_STRLEN)
+    cid, b, spec = core.bundle(["sh", "-c", "env | grep -c '^BIG'"])
+    spec["process"]["env"] += [f"BIG{i}=" + "X" * 30_000 for i in range(10)]
+    core.write(b, spec)
+    assert run(core.root, cid, str(b)) == 0
+    assert capfd.readouterr().out == "10\n"
