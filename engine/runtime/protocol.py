@@ -80,7 +80,7 @@ MNT_COPYUP = 4
 
 CHILD_FAILED = 121  # exit status of a child that reported an error
 MAX_INTS = 256
-MAX_STRS = 1024
+MAX_STRS = 8192
 
 OP_NAMES = {v: k for k, v in globals().items() if k.startswith("OP_") and isinstance(v, int)}
 
@@ -104,7 +104,11 @@ class Program:
 
     def add(self, op: int, ints: tuple[int, ...] = (), strs: tuple[str | bytes, ...] = ()) -> None:
         if len(ints) > MAX_INTS or len(strs) > MAX_STRS:
-            raise ValueError(f"{OP_NAMES.get(op, op)}: too many arguments")
+            from engine.errors import InvalidArgument
+
+            raise InvalidArgument(
+                f"{OP_NAMES.get(op, op)}: too many values (at most {MAX_INTS} numbers, {MAX_STRS} strings)"
+            )
         self.ops.append((op, ints, strs))
 
     def names(self) -> list[str]:

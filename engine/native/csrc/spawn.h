@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #define ENG_MAX_INTS 256
-#define ENG_MAX_STRS 1024
+#define ENG_MAX_STRS 8192
 #define ENG_MAX_PROGRAM (1 << 20)
 #define ENG_CHILD_FAILED 121
 

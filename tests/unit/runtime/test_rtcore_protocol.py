@@ -52,7 +52,9 @@ def test_encoding_layout():
 
 
 def test_too_many_arguments_is_refused():
-    with pytest.raises(ValueError):
+    from engine.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="too many values"):
         p.Program().add(p.OP_USER, tuple(range(p.MAX_INTS + 1)))
 
 
