@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     log = Logger(None, "text", False)
+    rest: list[str] = []
     try:
         gopts, rest = parse_flags(args, GLOBAL_FLAGS, {})
         log = Logger(gopts.get("log"), gopts.get("log-format", "text"), bool(gopts.get("debug")))
@@ -269,6 +270,16 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a malformed config can still reach code that expects a shape
+        if log.debug_on:
+            import traceback
+
+            log.debug(traceback.format_exc())
+        msg = f"internal error: {type(e).__name__}: {e}"
+        if rest and rest[0] in ("create", "run"):
+            msg = f"{PROG} {rest[0]} failed: {msg}"
+        log.error(msg.replace("\n", " "))
+        return 1
 
 
 def _usage() -> str:
