@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine import store
 from engine.errors import InvalidArgument
@@ -93,7 +94,35 @@ class Config:
             raise InvalidArgument("--tlsverify needs --tlscacert, --tlscert and --tlskey")
         if self.tls and not (self.tlscert and self.tlskey):
             raise InvalidArgument("--tls needs --tlscert and --tlskey")
+        for host in self.docker_hosts:
+            validate_host(host, tls_decided=self.tls is not None or self.tlsverify)
         return self
+
+
+def validate_host(host: str, *, tls_decided: bool) -> None:
+    """unix://ABSOLUTE_PATH, tcp://HOST:PORT (only with a TLS decision made explicitly), or fd://[N]."""
+    u = urlsplit(host)
+    if u.scheme == "unix":
+        if not u.path.startswith("/"):
+            raise InvalidArgument(f"invalid host {host!r}: unix:// needs an absolute path")
+    elif u.scheme == "tcp":
+        try:
+            port = u.port
+        except ValueError:
+            port = None
+        if not u.hostname or not port:
+            raise InvalidArgument(f"invalid tcp address {host!r}: want tcp://HOST:PORT")
+        if not tls_decided:
+            raise InvalidArgument(
+                f"refusing to serve {host} without TLS: pass --tlsverify with --tlscacert/--tlscert/--tlskey, "
+                "or --no-tls to serve the API unauthenticated on the network"
+            )
+    elif u.scheme == "fd":
+        name = u.netloc or u.path.strip("/")
+        if name and not name.isdigit():
+            raise InvalidArgument(f"invalid host {host!r}: fd:// takes a file descriptor number or nothing")
+    else:
+        raise InvalidArgument(f"invalid host {host!r}: use unix://PATH, tcp://HOST:PORT or fd://")
 
 
 def load(flags: dict[str, Any], config_file: str | None) -> Config:

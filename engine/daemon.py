@@ -49,7 +49,7 @@ class RootLock:
             owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise Unavailable(
-                f"another engine daemon (pid {owner}) is already running on root {self.path.parent}"
+                f"another engine daemon (pid {owner}) is already running on {self.path.parent}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -84,6 +84,7 @@ class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.lock = RootLock(cfg.lock_path)
+        self.exec_lock = RootLock(Path(cfg.exec_root) / "engine.lock")
         self.stopping = asyncio.Event()
         self.stop_signal = ""
         self.journal: Journal | None = None
@@ -92,9 +93,16 @@ class Daemon:
 
     async def run(self) -> None:
         cfg = self.cfg
-        os.makedirs(cfg.root, 0o711, exist_ok=True)
+        # 0710, as dockerd keeps /var/lib/docker: the journal is the audit trail and holds configurations
+        os.makedirs(cfg.root, 0o710, exist_ok=True)
+        os.chmod(cfg.root, 0o710)
         os.makedirs(cfg.exec_root, 0o711, exist_ok=True)
         self.lock.acquire()
+        try:
+            self.exec_lock.acquire()
+        except BaseException:
+            self.lock.release()
+            raise
         try:
             self.journal = Journal(cfg.db_path, all_projections(), synchronous=cfg.journal_durability)
             await self.journal.open()
@@ -103,6 +111,7 @@ class Daemon:
             finally:
                 await self.journal.close()
         finally:
+            self.exec_lock.release()
             self.lock.release()
 
     async def _serve(self) -> None:

@@ -14,6 +14,7 @@ of an fsync per group commit.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import time
@@ -33,6 +34,9 @@ def connect(path: str | Path, *, synchronous: str = "normal", readonly: bool = F
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
     else:
+        # owner-only: SQLite gives the -wal and -shm files the database file's permissions
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+        os.chmod(path, 0o600)
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
