@@ -88,15 +88,14 @@ def mount_entries(
         if not mp.startswith("/sys/fs/cgroup"):
             continue
         name = mp[len("/sys/fs/cgroup") :].lstrip("/")
-        if fstype == "cgroup2":
-            key = ""
-        else:
+        key: str | None = ""
+        if fstype != "cgroup2":
             opts = [o for o in superopts.split(",") if o in _V1 or o.startswith("name=")]
             key = next((k for k in procs if k and set(k.split(",")) == set(opts)), None)
             if key is None:
                 continue
             superopts = ",".join(opts)
-        cg = procs.get(key, "/")
+        cg = procs.get(key or "", "/")
         if new_cgroupns:
             out.append((name, "cgroup", fstype, "" if fstype == "cgroup2" else superopts, False))
         else:

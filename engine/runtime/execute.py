@@ -49,8 +49,8 @@ def process_from_flags(
     proc["terminal"] = bool(opts.get("tty"))
     proc.pop("consoleSize", None)
     env = list(proc.get("env") or ())
-    for e in opts.get("env") or ():
-        _set_env(env, e)
+    for entry in opts.get("env") or ():
+        _set_env(env, entry)
     proc["env"] = env
     if opts.get("cwd"):
         proc["cwd"] = opts["cwd"]

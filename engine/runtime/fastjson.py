@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import _json
 
+TYPE_CHECKING = False  # typing costs an import on the timed path; mypy still sees this
+if TYPE_CHECKING:
+    from typing import Any
+
 _WS = " \t\n\r"
 
 
@@ -27,10 +31,10 @@ class _Ctx:
         return {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}[name]
 
 
-_scan = _json.make_scanner(_Ctx())
+_scan = _json.make_scanner(_Ctx())  # type: ignore[arg-type]
 
 
-def loads(data: str | bytes) -> object:
+def loads(data: str | bytes) -> Any:
     """Parse one JSON document; raises ValueError like json.loads (with line/column)."""
     if isinstance(data, (bytes, bytearray)):
         data = data.decode("utf-8-sig" if data[:3] == b"\xef\xbb\xbf" else "utf-8")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.runtime import caps, mounts
 from engine.runtime.spec import NAMESPACE_TYPES, OCI_VERSION
 
@@ -10,7 +12,7 @@ VERSION = "0.1.0"
 
 def features() -> dict:
     opts = sorted(set(mounts.FLAGS) | set(mounts.PROPAGATION) | {"tmpcopyup"})
-    out = {
+    out: dict[str, Any] = {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],

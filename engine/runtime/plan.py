@@ -274,7 +274,7 @@ def _rootfs_ops(prog: p.Program, config: dict, ctx: Context) -> None:
 
 
 def _mount_ops(prog: p.Program, mnt: dict, dest: str, ctx: Context) -> None:
-    opts = mnt.get("options") or ()
+    opts: list[str] = list(mnt.get("options") or ())
     if mnt.get("uidMappings") or mnt.get("gidMappings") or "idmap" in opts or "ridmap" in opts:
         raise InvalidArgument(f"mount {dest}: idmapped mounts are not supported")
     flags, prop, data = m.parse_options(opts)

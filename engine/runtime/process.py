@@ -19,12 +19,16 @@ from engine.errors import EngineError, FailedPrecondition, InvalidArgument
 from engine.runtime import protocol as p
 from engine.runtime.plan import NS_FLAGS, NS_PROC
 
+TYPE_CHECKING = False  # no typing import on the timed path; mypy still reads this
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # the order namespaces are entered: user first (it owns the others), mount last but one
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
 
-# set by the CLI's --debug: called with one line per setup operation and message
-debug = None
+# set by the CLI's --debug: called with one line per setup operation
+debug: Callable[[str], None] | None = None
 
 
 class ContainerError(EngineError):

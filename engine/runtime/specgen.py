@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from engine.errors import AlreadyExists
 from engine.runtime.spec import OCI_VERSION
@@ -13,7 +14,7 @@ _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 
 def default_spec(rootless: bool = False) -> dict:
-    spec = {
+    spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
         "process": {
             "terminal": True,

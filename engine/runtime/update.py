@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from engine.errors import FailedPrecondition, InvalidArgument
 from engine.runtime import state as st
 from engine.runtime.kill import current_status, manager
 
 # flag -> (section, field, parser)
-_FLAGS = {
+_FLAGS: dict[str, tuple[str, str, Any]] = {
     "blkio-weight": ("blockIO", "weight", int),
     "cpu-period": ("cpu", "period", int),
     "cpu-quota": ("cpu", "quota", int),
