@@ -41,8 +41,8 @@ def test_unserialisable_is_a_type_error():
 def test_the_hot_path_does_not_import_json_or_re():
     code = (
         "import sys\n"
-        "import engine.runtime.cli, engine.runtime.commands, engine.runtime.run, engine.runtime.create\n"
-        "print(','.join(m for m in ('json', 'argparse', 'subprocess', 'asyncio', 'typer', 'msgspec') "
+        "import engine.runtime.cli, engine.runtime.commands, engine.runtime.run, engine.runtime.create, engine.runtime.execute\n"
+        "print(','.join(m for m in ('json', 're', 'typing', 'argparse', 'subprocess', 'asyncio', 'typer', 'msgspec') "
         "if m in sys.modules))\n"
     )
     out = subprocess.run(
