@@ -186,8 +186,13 @@ void do_mount(struct rec *r)
             DIE_ERRNO("tmpcopyup: open %s", dst);
     }
     unsigned long first = below >= 0 ? flags & ~MS_RDONLY : flags; /* fill it before it is ro */
-    if (mount(*src ? src : NULL, t, *fstype ? fstype : NULL, first, *data ? data : NULL) < 0)
-        DIE_ERRNO("mount %s to %s (type %s)", src, dst, fstype);
+    if (mount(*src ? src : NULL, t, *fstype ? fstype : NULL, first, *data ? data : NULL) < 0) {
+        /* sysfs cannot be mounted from a user namespace that does not own the network
+         * namespace: bind the host's /sys instead, as runc does */
+        if (errno != EPERM || strcmp(fstype, "sysfs") != 0 || mount("/sys", t, NULL, MS_BIND | MS_REC, NULL) < 0)
+            DIE_ERRNO("mount %s to %s (type %s)", src, dst, fstype);
+        remount |= flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    }
     if (below >= 0) {
         int top = open_in_root(dst, O_RDONLY | O_DIRECTORY);
         if (top < 0)
