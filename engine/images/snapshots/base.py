@@ -23,7 +23,7 @@ from typing import Protocol
 import msgspec
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     ACTIVE = "active"
     VIEW = "view"
     COMMITTED = "committed"
