@@ -108,6 +108,13 @@ def pty_peer(master: int, flags: int = os.O_RDWR | os.O_NOCTTY) -> int:
     return _check(lib.eng_pty_peer(master, flags), "ioctl TIOCGPTPEER")
 
 
+def idmapped_tree(src: str, userns_fd: int, *, recursive: bool = False, attrs: int = 0) -> int:
+    """A detached, idmapped copy of the mount tree at ``src`` (fd, O_CLOEXEC), for move_mount."""
+    return _check(
+        lib.eng_idmapped_tree(src.encode(), userns_fd, 1 if recursive else 0, attrs), f"idmap {src}"
+    )
+
+
 def spawn(
     clone_flags: int,
     sync_fd: int,

@@ -60,6 +60,7 @@ ffibuilder.cdef(
     int eng_set_ctty(int fd);
     int eng_pty_peer(int master, int flags);
     int eng_clone_fork(unsigned long flags);
+    int eng_idmapped_tree(const char *src, int userns_fd, int recursive, unsigned long long attrs);
     """
 )
 ffibuilder.set_source(

@@ -97,6 +97,7 @@ def create(
         raise AlreadyExists("container with given ID already exists") from None
     mgr = None
     pid = -1
+    idmap_trees: dict[int, int] = {}
     console = None
     dirfd = -1
     try:
@@ -104,6 +105,10 @@ def create(
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # past the umask: the init may write it as a non-root user
         dirfd = os.open(cdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        from engine.runtime import idmap
+
+        if any(idmap.wants_idmap(mn) for mn in config.get("mounts") or ()):
+            idmap_trees = idmap.prepare(config, bundle)
         if console_socket:
             console = connect_console(console_socket)
             console_fd = console.fileno()
@@ -143,6 +148,7 @@ def create(
                 new_cgroupns=launch_spec.new_cgroupns,
                 stdio=stdio,
                 keyring=f"_ses.{container_id}" if new_keyring else "",
+                idmap_trees=idmap_trees,
             )
             return plan.build_create(config, ctx)
 
@@ -213,6 +219,8 @@ def create(
             console.close()
         if dirfd >= 0:
             os.close(dirfd)
+        for fd in idmap_trees.values():
+            os.close(fd)
 
 
 def _rmtree(d: str) -> None:

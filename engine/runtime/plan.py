@@ -116,6 +116,7 @@ class Context:
         "new_cgroupns",
         "stdio",
         "keyring",
+        "idmap_trees",
     )
 
     def __init__(
@@ -133,6 +134,7 @@ class Context:
         new_cgroupns: bool = False,
         stdio: tuple[int, int, int] | None = None,
         keyring: str = "",
+        idmap_trees: dict[int, int] | None = None,
     ) -> None:
         self.rootfs = rootfs
         self.bundle = bundle
@@ -149,6 +151,8 @@ class Context:
         self.stdio = stdio
         # name of the session keyring the init joins ("" for none: --no-new-keyring, exec)
         self.keyring = keyring
+        # detached idmapped mount trees by mount index (idmap.prepare)
+        self.idmap_trees = idmap_trees or {}
 
 
 def _clean(path: str) -> str:
@@ -224,11 +228,16 @@ def _rootfs_ops(prog: p.Program, config: dict, ctx: Context) -> None:
     prog.add(p.OP_MOUNT, (m.MS_BIND | m.MS_REC, 0, 0, 0), (rootfs, rootfs, "", ""))
     prog.add(p.OP_OPEN_ROOT, (), (rootfs,))
     dev_is_bind = False
-    for mnt in config.get("mounts") or ():
+    from engine.runtime.idmap import wants_idmap
+
+    for index, mnt in enumerate(config.get("mounts") or ()):
         dest = _clean(mnt["destination"])
         if dest == "/dev" and m.is_bind(mnt):
             dev_is_bind = True
-        _mount_ops(prog, mnt, dest, ctx)
+        if wants_idmap(mnt):
+            _idmap_mount_op(prog, index, mnt, dest, ctx)
+        else:
+            _mount_ops(prog, mnt, dest, ctx)
     if not dev_is_bind:
         for path, typ, major, minor in m.DEFAULT_DEVICES:
             _device_op(prog, path, typ, major, minor, 0o666, 0, 0, ctx.userns)
@@ -275,8 +284,6 @@ def _rootfs_ops(prog: p.Program, config: dict, ctx: Context) -> None:
 
 def _mount_ops(prog: p.Program, mnt: dict, dest: str, ctx: Context) -> None:
     opts: list[str] = list(mnt.get("options") or ())
-    if mnt.get("uidMappings") or mnt.get("gidMappings") or "idmap" in opts or "ridmap" in opts:
-        raise InvalidArgument(f"mount {dest}: idmapped mounts are not supported")
     flags, prop, data = m.parse_options(opts)
     typ = mnt.get("type") or ""
     src = mnt.get("source") or ""
@@ -302,6 +309,16 @@ def _mount_ops(prog: p.Program, mnt: dict, dest: str, ctx: Context) -> None:
     if typ == "tmpfs" and "tmpcopyup" in (mnt.get("options") or ()):
         kind |= p.MNT_COPYUP  # runc's extension: the tmpfs starts with what it covers
     prog.add(p.OP_MOUNT, (flags, kind, 0, prop), (src, dest, typ, data))
+
+
+def _idmap_mount_op(prog: p.Program, index: int, mnt: dict, dest: str, ctx: Context) -> None:
+    tree = ctx.idmap_trees.get(index)
+    if tree is None:
+        raise InvalidArgument(f"mount {dest}: its idmapped tree was not prepared")
+    src = mnt.get("source") or ""
+    src = src if os.path.isabs(src) else os.path.join(ctx.bundle, src)
+    kind = p.MNT_IN_ROOT | (0 if os.path.isdir(src) else p.MNT_FILE)
+    prog.add(p.OP_IDMAP_MOUNT, (tree, kind), (dest,))
 
 
 def _cgroup_ops(prog: p.Program, dest: str, flags: int, ctx: Context) -> None:

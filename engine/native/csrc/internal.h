@@ -100,6 +100,7 @@ int ensure_in_root(const char *path, int as_file, mode_t mode);
 void fdpath(char *out, size_t cap, int fd);
 unsigned long locked_flags(const char *path);
 void do_mount(struct rec *r);
+void do_idmap_mount(struct rec *r);
 void do_pivot(const char *rootfs);
 void do_chroot(const char *rootfs);
 void write_file(const char *path, const char *val, size_t len);

@@ -231,6 +231,20 @@ void do_mount(struct rec *r)
         close(fd);
 }
 
+/* Attach a mount tree the parent prepared (an idmapped bind: open_tree + mount_setattr need
+ * privilege over the source filesystem, which a container in a user namespace lacks). */
+void do_idmap_mount(struct rec *r)
+{
+    int tree = (int)r->ints[0], kind = (int)r->ints[1];
+    const char *dst = r->strs[0];
+    int fd = ensure_in_root(dst, kind & ENG_MNT_FILE, 0755);
+    /* the target by fd (MOVE_MOUNT_T_EMPTY_PATH): move_mount does not follow /proc/self/fd links */
+    if (syscall(SYS_move_mount, tree, "", fd, "", 0x4 /* MOVE_MOUNT_F_EMPTY_PATH */ | 0x40 /* _T_ */) < 0)
+        DIE_ERRNO("idmapped mount to %s: move_mount", dst);
+    close(fd);
+    close(tree);
+}
+
 void do_pivot(const char *rootfs)
 {
     int oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);

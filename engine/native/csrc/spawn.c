@@ -210,6 +210,9 @@ static void run_program(const char *prog, size_t len)
         case ENG_OP_MOUNT:
             do_mount(&r);
             break;
+        case ENG_OP_IDMAP_MOUNT:
+            do_idmap_mount(&r);
+            break;
         case ENG_OP_MKDEV:
             make_dev(&r);
             break;

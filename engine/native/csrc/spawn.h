@@ -62,6 +62,7 @@
 #define ENG_OP_AFFINITY 37 /* strs: cpu_set_t bytes */
 #define ENG_OP_DUP2 38     /* ints: from, to (the container's stdio, for a shim) */
 #define ENG_OP_KEYRING 39  /* strs: name of a new session keyring to join */
+#define ENG_OP_IDMAP_MOUNT 40 /* ints: tree fd (eng_idmapped_tree), kind; strs: dest */
 
 /* ENG_OP_MOUNT kind bits */
 #define ENG_MNT_IN_ROOT 1 /* dest is inside the rootfs: resolve (and create) it there */
@@ -94,4 +95,5 @@ int eng_get_winsize(int fd, unsigned short out[2]);
 int eng_set_ctty(int fd);
 int eng_pty_peer(int master, int flags);
 int eng_clone_fork(unsigned long flags);
+int eng_idmapped_tree(const char *src, int userns_fd, int recursive, unsigned long long attrs);
 #endif

@@ -72,3 +72,25 @@ int eng_clone_fork(unsigned long flags)
     return pid < 0 ? -errno : (int)pid;
 }
 
+
+/* A detached copy of the tree at src, idmapped through userns_fd (MOUNT_ATTR_IDMAP) with the
+ * MOUNT_ATTR_* bits in attrs; returns its fd, to be attached later with move_mount(2). */
+int eng_idmapped_tree(const char *src, int userns_fd, int recursive, unsigned long long attrs)
+{
+    struct {
+        uint64_t attr_set, attr_clr, propagation, userns_fd;
+    } attr;
+    unsigned rec = recursive ? 0x8000 /* AT_RECURSIVE */ : 0;
+    int tree = (int)syscall(SYS_open_tree, AT_FDCWD, src, 1 /* OPEN_TREE_CLONE */ | O_CLOEXEC | rec);
+    if (tree < 0)
+        return -errno;
+    memset(&attr, 0, sizeof(attr));
+    attr.attr_set = 0x00100000 /* MOUNT_ATTR_IDMAP */ | attrs;
+    attr.userns_fd = (uint64_t)userns_fd;
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | rec, &attr, sizeof(attr)) < 0) {
+        int err = errno;
+        close(tree);
+        return -err;
+    }
+    return tree;
+}

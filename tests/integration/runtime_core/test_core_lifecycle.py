@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import os
 import socket
+import subprocess
 import time
 
 import pytest
@@ -345,3 +346,33 @@ def test_a_large_environment_fits_the_setup_message(core, capfd):
     core.write(b, spec)
     assert run(core.root, cid, str(b)) == 0
     assert capfd.readouterr().out == "10\n"
+
+
+def test_idmapped_bind_mount(core, capfd):
+    # the container's root is host uid 200000; a host directory owned by root, idmapped with the
+    # container's mapping, shows as owned by the container's root (plain bind: nobody, 65534)
+    shared = core.workdir / "shared"  # not tmp_path: its parents are 0700, closed to uid 200000
+    shared.mkdir()
+    (shared / "f").write_text("x")
+    cid, b, spec = core.bundle(["sh", "-c", "stat -c %u /idm/f /plain/f"])
+    spec["linux"]["namespaces"].append({"type": "user"})
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    spec["mounts"].append(
+        {
+            "destination": "/idm",
+            "type": "bind",
+            "source": str(shared),
+            "options": ["rbind", "idmap"],
+            "uidMappings": [{"containerID": 0, "hostID": 200000, "size": 65536}],
+            "gidMappings": [{"containerID": 0, "hostID": 200000, "size": 65536}],
+        }
+    )
+    spec["mounts"].append(
+        {"destination": "/plain", "type": "bind", "source": str(shared), "options": ["rbind"]}
+    )
+    core.write(b, spec)
+    subprocess.run(["chown", "-R", "-h", "200000:200000", str(b / "rootfs")], check=True)
+    assert run(core.root, cid, str(b)) == 0
+    assert capfd.readouterr().out.split() == ["0", "65534"]
+    assert os.stat(shared / "f").st_uid == 0  # the files themselves are unchanged

@@ -262,13 +262,44 @@ def test_seccomp_notify_needs_a_listener_and_loads_before_ready(bundle, monkeypa
     assert prog.find(p.OP_SECCOMP)[0][0] == (8, 1)
 
 
-def test_idmapped_mounts_are_refused_clearly(bundle):
+def test_idmapped_mount_attaches_a_prepared_tree(bundle):
     cfg = copy.deepcopy(BASE)
     cfg["mounts"].append(
         {"destination": "/x", "type": "bind", "source": "data", "options": ["rbind", "idmap"]}
     )
-    with pytest.raises(InvalidArgument, match="idmapped mounts are not supported"):
+    index = len(cfg["mounts"]) - 1
+    with pytest.raises(InvalidArgument, match="idmapped tree was not prepared"):
         build(bundle, cfg)
+    prog = build(bundle, cfg, idmap_trees={index: 42})
+    assert prog.find(p.OP_IDMAP_MOUNT) == [((42, p.MNT_IN_ROOT), ("/x",))]
+
+
+def test_idmap_needs_mappings_and_a_bind():
+    from engine.runtime import idmap
+
+    mnt = {"destination": "/x", "type": "bind", "source": "/tmp", "options": ["idmap"]}
+    assert idmap.wants_idmap(mnt)
+    with pytest.raises(InvalidArgument, match="needs uid and gid mappings"):
+        idmap.mappings(mnt, {})
+    linux = {
+        "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10}],
+        "gidMappings": [{"containerID": 0, "hostID": 2000, "size": 10}],
+    }
+    assert idmap.mappings(mnt, linux) == ("0 1000 10\n", "0 2000 10\n")
+    with pytest.raises(InvalidArgument, match="only bind mounts"):
+        idmap.prepare(
+            {
+                "mounts": [
+                    {
+                        "destination": "/t",
+                        "type": "tmpfs",
+                        "uidMappings": linux["uidMappings"],
+                        "gidMappings": linux["gidMappings"],
+                    }
+                ]
+            },
+            "/",
+        )
 
 
 def test_tmpcopyup_marks_the_mount(bundle):
