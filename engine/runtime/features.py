@@ -11,7 +11,7 @@ VERSION = "0.1.0"
 
 
 def features() -> dict:
-    opts = sorted(set(mounts.FLAGS) | set(mounts.PROPAGATION) | {"tmpcopyup"})
+    opts = sorted(set(mounts.FLAGS) | set(mounts.PROPAGATION) | {"tmpcopyup", "idmap", "ridmap"})
     out: dict[str, Any] = {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -25,6 +25,7 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {
             "org.opencontainers.runc.version": VERSION,
