@@ -1,0 +1,225 @@
+"""How the shim drives an OCI runtime: in-process (engine.runtime) or an external binary by path.
+
+Both backends offer the same small interface, which the server calls::
+
+    create(id, bundle, stdio, console_fd, console_socket) -> pid
+    start(id);  kill(id, sig, all);  delete(id, force);  pause(id);  resume(id)
+    exec(id, exec_id, process, stdio, console_fd, console_socket) -> pid
+    state(id) -> dict;  pids(id) -> [int];  update(id, resources);  stats(id) -> dict
+    cgroup(id) -> a cgroup manager or None (for OOM watching)
+
+``InProcess`` calls engine.runtime's public functions (no exec: the container's init becomes our
+child, or our grandchild reparented to us, the subreaper).  It passes a console as an fd
+(``console_fd``), so no socket path is needed.  ``External`` runs ``runc``/``crun`` the way
+containerd's go-runc does (``create --bundle --pid-file --console-socket``, ``start``, ``kill``,
+``delete``, ``exec --detach --process --pid-file``, ``state``, ``ps --format json``,
+``pause``/``resume``, ``update --resources -``, ``events --stats``); its stdio fds are handed to
+the container through the runtime's own inherited stdio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from engine.errors import EngineError, FailedPrecondition, InvalidArgument, NotFound
+
+
+class InProcess:
+    name = "engine"
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def create(self, cid, bundle, stdio, console_fd=-1, console_socket=None) -> int:
+        from engine.runtime import create
+
+        c = create.create(self.root, cid, bundle, console_fd=console_fd, stdio=stdio, subreaper=True)
+        return c.pid
+
+    def start(self, cid) -> None:
+        from engine.runtime import start
+
+        start.start(self.root, cid)
+
+    def kill(self, cid, sig, all_processes=False) -> None:
+        from engine.runtime import kill
+
+        kill.kill(self.root, cid, sig, all_processes=all_processes)
+
+    def delete(self, cid, force=False) -> None:
+        from engine.runtime import delete
+
+        delete.delete(self.root, cid, force=force)
+
+    def pause(self, cid) -> None:
+        from engine.runtime import pause
+
+        pause.pause(self.root, cid)
+
+    def resume(self, cid) -> None:
+        from engine.runtime import pause
+
+        pause.resume(self.root, cid)
+
+    def exec(self, cid, exec_id, process, stdio, console_fd=-1, console_socket=None, pid_file="") -> int:
+        from engine.runtime import execute, spec
+
+        spec.check_process(process)
+        execute.execute(
+            self.root,
+            cid,
+            process,
+            detach=True,
+            pid_file=pid_file,
+            console_socket=console_socket,
+            stdio=stdio,
+        )
+        with open(pid_file) as f:
+            pid = int(f.read().strip())
+        os.unlink(pid_file)
+        return pid
+
+    def state(self, cid) -> dict:
+        from engine.runtime import query
+
+        return query.state(self.root, cid)
+
+    def pids(self, cid) -> list[int]:
+        from engine.runtime import query
+
+        return query.pids(self.root, cid)
+
+    def update(self, cid, resources) -> None:
+        from engine.runtime import update
+
+        update.update(self.root, cid, resources)
+
+    def cgroup(self, cid):
+        from engine.runtime import state as st
+        from engine.runtime.cgroups import open_manager
+
+        path = st.load(self.root, cid).cgroup_path
+        return open_manager(path) if path else None
+
+    def stats(self, cid) -> dict:
+        mgr = self.cgroup(cid)
+        if mgr is None or not mgr.exists():
+            raise FailedPrecondition("container has no cgroup")
+        return mgr.stats()
+
+
+class External:
+    """An OCI runtime binary (runc, crun) driven by its runc-compatible command line."""
+
+    def __init__(self, binary: str, root: str) -> None:
+        if not os.access(binary, os.X_OK):
+            raise InvalidArgument(f"runtime {binary} is not an executable")
+        self.binary = binary
+        self.name = os.path.basename(binary)
+        self.root = root
+        self.bundles: dict[str, str] = {}
+
+    def _run(self, *args: str, stdin: bytes | None = None, stdio=None) -> bytes:
+        cmd = [self.binary, "--root", self.root, *args]
+        kw: dict = {}
+        if stdio is not None:
+            kw = {"stdin": stdio[0], "stdout": stdio[1], "stderr": stdio[2]}
+            r = subprocess.run(cmd, **kw)
+            if r.returncode != 0:
+                raise FailedPrecondition(f"{self.name} {args[0]} failed with exit status {r.returncode}")
+            return b""
+        r = subprocess.run(cmd, input=stdin, capture_output=True)
+        if r.returncode != 0:
+            msg = (r.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+            low = msg.lower()
+            cls = NotFound if "does not exist" in low or "not exist" in low else FailedPrecondition
+            raise cls(f"{self.name} {args[0]}: {msg}".rstrip(": "))
+        return r.stdout
+
+    def create(self, cid, bundle, stdio, console_fd=-1, console_socket=None) -> int:
+        pid_file = os.path.join(bundle, f".{cid}.shim-pid")
+        args = ["create", "--bundle", bundle, "--pid-file", pid_file]
+        if console_socket:
+            args += ["--console-socket", console_socket]
+        self._run_create(args + [cid], stdio, console_socket)
+        self.bundles[cid] = bundle
+        return _read_pid(pid_file)
+
+    def _run_create(self, args, stdio, console_socket) -> None:
+        if console_socket:
+            self._run(*args)
+        else:
+            self._run(*args, stdio=stdio)
+
+    def start(self, cid) -> None:
+        self._run("start", cid)
+
+    def kill(self, cid, sig, all_processes=False) -> None:
+        self._run("kill", *(["--all"] if all_processes else []), cid, str(sig))
+
+    def delete(self, cid, force=False) -> None:
+        self._run("delete", *(["--force"] if force else []), cid)
+
+    def pause(self, cid) -> None:
+        self._run("pause", cid)
+
+    def resume(self, cid) -> None:
+        self._run("resume", cid)
+
+    def exec(self, cid, exec_id, process, stdio, console_fd=-1, console_socket=None, pid_file="") -> int:
+        proc_file = pid_file + ".process.json"
+        with open(proc_file, "w") as f:
+            json.dump(process, f)
+        try:
+            args = ["exec", "--detach", "--process", proc_file, "--pid-file", pid_file]
+            if console_socket:
+                args += ["--console-socket", console_socket]
+            self._run_create(args + [cid], stdio, console_socket)
+        finally:
+            os.unlink(proc_file)
+        return _read_pid(pid_file)
+
+    def state(self, cid) -> dict:
+        return json.loads(self._run("state", cid))
+
+    def pids(self, cid) -> list[int]:
+        return json.loads(self._run("ps", "--format", "json", cid) or b"[]")
+
+    def update(self, cid, resources) -> None:
+        self._run("update", "--resources", "-", cid, stdin=json.dumps(resources).encode())
+
+    def cgroup(self, cid):
+        bundle = self.bundles.get(cid)
+        if not bundle:
+            return None
+        try:
+            with open(os.path.join(bundle, "config.json")) as f:
+                path = (json.load(f).get("linux") or {}).get("cgroupsPath")
+        except (OSError, ValueError):
+            return None
+        if not path or ":" in path:  # systemd-style paths are the runtime's business
+            return None
+        from engine.runtime.cgroups import open_manager
+
+        try:
+            return open_manager(path)
+        except EngineError:
+            return None
+
+    def stats(self, cid) -> dict:
+        out = self._run("events", "--stats", cid)
+        return json.loads(out.splitlines()[0]).get("data", {})
+
+
+def _read_pid(path: str) -> int:
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    return pid

@@ -1,0 +1,135 @@
+"""The shim fork server (DESIGN §5): a warm parent that forks a new shim per request.
+
+Starting a shim as a fresh ``python`` pays interpreter start-up and imports (~tens of ms) and
+keeps private copies of every module (~4 MiB PSS).  The fork server imports everything a shim
+needs once, calls ``gc.freeze()`` (so the children's reference-count writes do not touch the
+collector's pages and more of the heap stays shared copy-on-write), and stays single-threaded
+so ``fork()`` is safe.  The daemon starts one and asks it for shims over a unix socket:
+
+    request  (a wire ``J`` frame): {"argv": ["--id", ..., "--socket", ..., "--state-dir", ...]}
+    answer   (a wire ``J`` frame): {"pid": <shim pid>}  or  {"error": {"code", "message"}}
+
+For each request the server forks; the child does what ``engine-shim`` does without
+``--foreground`` (setsid, fork again, serve in the grandchild), and the grandchild sends the
+answer on the request's connection once its socket listens.  The server reaps the middle
+child at once, so it keeps no children.  Requests are handled one at a time (a fork takes
+~1 ms).  SIGTERM stops it; running shims are unaffected.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import socket
+import sys
+
+
+def _warm() -> None:
+    """Import what a shim will import, so the children share it."""
+    import argparse  # noqa: F401
+    import selectors  # noqa: F401
+    import subprocess  # noqa: F401
+
+    from engine import native  # noqa: F401
+    from engine.runtime import create, delete, execute, kill, pause, query, start, tty, update  # noqa: F401
+    from engine.runtime.cgroups import detect, open_manager
+    from engine.runtime.shim import backend, jsonlog, loop, procio, server, task, wire  # noqa: F401
+
+    try:
+        open_manager("/engine-shim-warm", version=detect())
+    except Exception:  # noqa: BLE001 (warming only)
+        pass
+
+
+def handle(conn: socket.socket) -> None:
+    from engine.runtime.shim import main as shim_main
+    from engine.runtime.shim import wire
+
+    buf = bytearray()
+    conn.settimeout(5)
+    frames: list = []
+    while not frames:
+        data = conn.recv(65536)
+        if not data:
+            return
+        buf += data
+        frames = wire.split_frames(buf)
+    try:
+        argv = json.loads(frames[0][1])["argv"]
+        args = shim_main.parser().parse_args(argv)
+    except (ValueError, KeyError, TypeError, SystemExit):
+        conn.sendall(wire.pack_json({"error": {"code": "INVALID_ARGUMENT", "message": "bad shim arguments"}}))
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            conn.settimeout(None)
+
+            def notify(msg: bytes) -> None:
+                text = msg.decode().strip()
+                if text.startswith("!"):
+                    conn.sendall(wire.pack_json({"error": {"code": "UNKNOWN", "message": text[1:]}}))
+                else:
+                    conn.sendall(wire.pack_json({"pid": int(text)}))
+                conn.close()
+
+            detach_and_serve = shim_main.detach_and_serve
+            _close_listener()
+            detach_and_serve(args, notify)
+        finally:
+            os._exit(1)
+    os.waitpid(pid, 0)
+
+
+_LISTENER: list[socket.socket] = []
+
+
+def _close_listener() -> None:
+    for s in _LISTENER:
+        s.close()
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="engine-shim fork-server")
+    ap.add_argument("--socket", required=True)
+    args = ap.parse_args(argv)
+    _warm()
+    try:
+        os.unlink(args.socket)
+    except FileNotFoundError:
+        pass
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lst.bind(args.socket)
+    os.chmod(args.socket, 0o600)
+    lst.listen(128)
+    _LISTENER.append(lst)
+    gc.collect()
+    gc.freeze()
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1) or lst.close())
+    print(os.getpid(), flush=True)
+    while not stop:
+        try:
+            conn, _ = lst.accept()
+        except OSError:
+            break
+        try:
+            handle(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    try:
+        os.unlink(args.socket)
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
