@@ -26,6 +26,7 @@ import os
 import stat
 import tarfile
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -171,21 +172,20 @@ def apply_to_dir(stream: BinaryIO, root: str, *, mode: str = "delete", lowers: S
                 tf = tarfile.open(fileobj=plain, mode="r|", errorlevel=2)  # type: ignore[call-overload]
             except tarfile.ReadError as err:
                 raise InvalidArgument(f"layer is not a tar archive: {err}") from err
-            try:
-                for member in tf:
-                    entries += 1
-                    _apply_member(tree, tf, member, dirs)
-            except tarfile.TarError as err:
-                raise InvalidArgument(f"layer tar is malformed: {err}") from err
-            except (EOFError, OSError, ValueError) as err:
-                if isinstance(err, OSError) and err.errno is not None:
-                    raise
-                raise InvalidArgument(f"layer stream is truncated or corrupt: {err}") from err
+            for member in tf:
+                entries += 1
+                _apply_member(tree, tf, member, dirs)
             for parts, mtime_ns in reversed(dirs):
                 fd = tree.fd if not parts else tree.parent([*parts, "x"])[0]
                 os.utime(f"/proc/self/fd/{fd}", ns=(mtime_ns, mtime_ns))
         plain.drain()
         raw.drain()
+    except InvalidArgument:
+        raise
+    except Exception as err:
+        if _is_decode_error(err):
+            raise InvalidArgument(f"layer stream is truncated or corrupt ({compression}): {err}") from err
+        raise
     finally:
         if dec is not raw:
             dec.close()
@@ -193,6 +193,16 @@ def apply_to_dir(stream: BinaryIO, root: str, *, mode: str = "delete", lowers: S
     return ApplyResult(diff_id="sha256:" + plain.h.hexdigest(), digest="sha256:" + raw.h.hexdigest(),
                        compression=compression, compressed_size=raw.n, size=plain.n, entries=entries,
                        decompress_seconds=plain.seconds, apply_seconds=max(0.0, total - plain.seconds))
+
+
+def _is_decode_error(err: BaseException) -> bool:
+    """A compressed stream or tar that ends early or does not decode (not an I/O error of ours)."""
+    if isinstance(err, (EOFError, tarfile.TarError, zlib.error)):
+        return True
+    if isinstance(err, OSError):
+        return err.errno is None  # gzip.BadGzipFile and friends carry no errno
+    mod = type(err).__module__ or ""
+    return mod.startswith(("isal", "zstandard"))
 
 
 def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
