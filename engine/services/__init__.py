@@ -22,6 +22,8 @@ def all_projections() -> Projections:
     from engine.services import namespaces
 
     projections: list[Projection] = [namespaces.PROJECTION]
+    from engine.services import snapshots; projections.append(snapshots.PROJECTION)  # noqa: E702, I001
+    projections += __import__("engine.services.gc", fromlist=["PROJECTIONS"]).PROJECTIONS  # leases, content, gc
     return Projections(projections)
 
 
