@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.snapshots.helpers import mounts_under, open_service, patch_pending_migration
+from tests.integration.snapshots.helpers import mounts_under, open_service
 
 BACKENDS = ["overlayfs", "native"]
-patch_pending_migration()
 
 
 def pytest_collection_modifyitems(items):  # type: ignore[no-untyped-def]

@@ -9,11 +9,10 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
-from engine import store
 from engine.events.journal import Journal
 from engine.events.projection import Projections
 from engine.images.snapshots import Mount, make_backend, mount_all, unmount_all
-from engine.services import all_projections, snapshots
+from engine.services import all_projections
 from engine.services.snapshots import SnapshotService
 
 NS = "testns"
@@ -21,10 +20,7 @@ ACTOR = "uid=0"
 
 
 def projections() -> Projections:
-    projs = list(all_projections().all)
-    if not any(p.name == "snapshots" for p in projs):
-        projs.append(snapshots.PROJECTION)
-    return Projections(projs)
+    return all_projections()
 
 
 @contextlib.asynccontextmanager
@@ -52,16 +48,3 @@ def mounted(mounts: Sequence[Mount]) -> Iterator[str]:
 def mounts_under(prefix: str) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-
-
-def patch_pending_migration() -> None:
-    """Until migration 0002 lands, number 0003_snapshots as the next migration for test databases."""
-    files = store.migration_files()
-    if any(name == "snapshots" for _, name, _ in files):
-        return
-    pending = Path(__file__).resolve().parents[3] / "migrations" / "0003_snapshots.sql.pending"
-    extra = (len(files) + 1, "snapshots", pending.read_text())
-    import engine.store.db as db
-
-    orig = db.migration_files
-    db.migration_files = lambda: orig() + [extra]  # type: ignore[assignment]

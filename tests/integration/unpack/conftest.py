@@ -19,9 +19,6 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.integration.snapshots.helpers import patch_pending_migration
-
-patch_pending_migration()
 TAR_X = ["tar", "--xattrs", "--xattrs-include=*", "--numeric-owner"]
 
 

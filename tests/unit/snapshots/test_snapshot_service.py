@@ -17,9 +17,7 @@ from engine.services.snapshots import (
     compile_filters,
     matches,
 )
-from tests.integration.snapshots.helpers import ACTOR, NS, open_service, patch_pending_migration, projections
-
-patch_pending_migration()
+from tests.integration.snapshots.helpers import ACTOR, NS, open_service, projections
 
 
 async def _types(svc) -> list[str]:  # type: ignore[no-untyped-def]
