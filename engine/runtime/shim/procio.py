@@ -48,6 +48,7 @@ class ProcIO:
         self.master = -1
         self.on_drained: Callable[[], None] | None = None
         self.want_stdin = bool(stdin) or open_stdin
+        self.started = False
         for stream, path in ((STDOUT, stdout), (STDERR, stderr)):
             if path and not (terminal and stream == STDERR):
                 fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -75,6 +76,7 @@ class ProcIO:
         for fd in self.child_fds:
             os.close(fd)
         self.child_fds = []
+        self.started = True
         for fd in self.readers:
             os.set_blocking(fd, False)
             self.loop.add(fd, selectors.EVENT_READ, self._reader(fd))
@@ -83,16 +85,12 @@ class ProcIO:
             self.loop.add(self.stdin_fifo, selectors.EVENT_READ, self._on_stdin_fifo)
 
     def set_master(self, master: int) -> None:
-        """A TTY process: the pty master carries both directions."""
+        """A TTY process: the pty master carries both directions (``spawned()`` follows)."""
         self.master = master
         rfd = os.dup(master)
         os.set_blocking(rfd, False)
         self.readers[rfd] = STDOUT
         self.stdin = Writer(self.loop, master)
-        self.loop.add(rfd, selectors.EVENT_READ, self._reader(rfd))
-        if self.paths["stdin"]:
-            self.stdin_fifo = os.open(self.paths["stdin"], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            self.loop.add(self.stdin_fifo, selectors.EVENT_READ, self._on_stdin_fifo)
 
     def _reader(self, fd: int) -> Callable[[int], None]:
         stream = self.readers[fd]
@@ -140,7 +138,7 @@ class ProcIO:
 
     @property
     def drained(self) -> bool:
-        return not self.readers
+        return self.started and not self.readers
 
     def _on_stdin_fifo(self, _mask: int) -> None:
         try:
