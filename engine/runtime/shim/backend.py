@@ -113,30 +113,31 @@ class InProcess:
 class External:
     """An OCI runtime binary (runc, crun) driven by its runc-compatible command line."""
 
-    def __init__(self, binary: str, root: str) -> None:
+    def __init__(self, binary: str, root: str, log_path: str) -> None:
         if not os.access(binary, os.X_OK):
             raise InvalidArgument(f"runtime {binary} is not an executable")
         self.binary = binary
         self.name = os.path.basename(binary)
         self.root = root
+        self.log_path = log_path  # the runtime's own messages (its stderr may be the container's)
         self.bundles: dict[str, str] = {}
 
     def _run(self, *args: str, stdin: bytes | None = None, stdio=None) -> bytes:
-        cmd = [self.binary, "--root", self.root, *args]
-        kw: dict = {}
+        cmd = [self.binary, "--root", self.root, "--log", self.log_path, *args]
+        with open(self.log_path, "wb"):
+            pass
         if stdio is not None:
-            kw = {"stdin": stdio[0], "stdout": stdio[1], "stderr": stdio[2]}
-            r = subprocess.run(cmd, **kw)
-            if r.returncode != 0:
-                raise FailedPrecondition(f"{self.name} {args[0]} failed with exit status {r.returncode}")
-            return b""
-        r = subprocess.run(cmd, input=stdin, capture_output=True)
+            r = subprocess.run(cmd, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2])
+            stderr, out = b"", b""
+        else:
+            r = subprocess.run(cmd, input=stdin, capture_output=True)
+            stderr, out = r.stderr, r.stdout
         if r.returncode != 0:
-            msg = (r.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+            msg = _last_message(self.log_path) or (stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
             low = msg.lower()
             cls = NotFound if "does not exist" in low or "not exist" in low else FailedPrecondition
-            raise cls(f"{self.name} {args[0]}: {msg}".rstrip(": "))
-        return r.stdout
+            raise cls(f"{self.name} {args[0]}: {msg or f'exit status {r.returncode}'}")
+        return out
 
     def create(self, cid, bundle, stdio, console_fd=-1, console_socket=None) -> int:
         pid_file = os.path.join(bundle, f".{cid}.shim-pid")
@@ -211,6 +212,26 @@ class External:
     def stats(self, cid) -> dict:
         out = self._run("events", "--stats", cid)
         return json.loads(out.splitlines()[0]).get("data", {})
+
+
+def _last_message(path: str) -> str:
+    """The last error line of a runtime's --log (runc writes logfmt or JSON, crun plain text)."""
+    try:
+        with open(path, "rb") as f:
+            lines = [x for x in f.read().decode(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    if not lines:
+        return ""
+    last = lines[-1]
+    if last.startswith("{"):
+        try:
+            return str(json.loads(last).get("msg", last))
+        except ValueError:
+            return last
+    if 'msg="' in last:
+        return last.split('msg="', 1)[1].rsplit('"', 1)[0].replace('\\"', '"')
+    return last
 
 
 def _read_pid(path: str) -> int:

@@ -45,7 +45,7 @@ def serve(args: argparse.Namespace, ready: Callable[[int], None]) -> int:
     state_dir = os.path.abspath(args.state_dir)
     os.makedirs(state_dir, 0o700, exist_ok=True)
     rt_root = os.path.abspath(args.runtime_root or os.path.join(state_dir, "runtime"))
-    backend = External(args.runtime, rt_root) if args.runtime else InProcess(rt_root)
+    backend = External(args.runtime, rt_root, os.path.join(state_dir, "runtime.log")) if args.runtime else InProcess(rt_root)
     loop = Loop()
     task = Task(loop, backend, args.id, args.namespace, state_dir)
     server = Server(loop, task, os.path.abspath(args.socket), args.namespace)
