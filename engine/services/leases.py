@@ -31,6 +31,7 @@ from engine.services.namespaces import NamespaceCreated, validate_labels, valida
 
 LABEL_EXPIRE = "containerd.io/gc.expire"
 LABEL_FLAT = "containerd.io/gc.flat"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _codec = (msgspec.json.Encoder(), msgspec.json.Decoder(dict[str, str]))
 
 
@@ -116,16 +117,15 @@ def parse_expire(value: str) -> int | None:
     # Python takes at most 6 fraction digits; containerd writes up to 9
     if "." in text:
         head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
-        text = f"{head}.{digits[:6]}{zone}"
+        n = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:min(n, 6)].ljust(6, '0')}{rest[n:]}" if n else text
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
     if when.tzinfo is None:
         return None
-    return int(when.timestamp() * 1_000_000) * 1000
+    return (when - _EPOCH) // dt.timedelta(microseconds=1) * 1000
 
 
 def expired(labels: dict[str, str], now_ns: int) -> bool:
