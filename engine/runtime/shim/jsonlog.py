@@ -3,8 +3,8 @@
 Each entry is one line ``{"log":"...","stream":"stdout","time":"<RFC3339Nano>"}\\n``:
 
 * keys in that order, ``log`` omitted when empty; the string escaping of Docker's ffjson-derived
-  writer: ``"`` and ``\\`` backslashed, ``\\n \\r \\t`` short escapes, other control bytes and the
-  HTML characters ``< > &`` as ``\\u00xx`` (lower-case hex), invalid UTF-8 as ``\\ufffd``,
+  writer: ``"`` and ``\\`` backslashed, ``\\n \\r`` short escapes (a tab is ``\\u0009``:
+  no ``\\t``), other control bytes and the HTML characters ``< > &`` as ``\\u00xx`` (lower-case hex), invalid UTF-8 as ``\\ufffd``,
   U+2028/U+2029 escaped;
 * ``time`` is the read time in UTC formatted like Go's ``time.RFC3339Nano``: trailing zeros of the
   fraction trimmed, and the dot too when the fraction is zero;
@@ -49,8 +49,6 @@ def escape(data: bytes) -> str:
                 out.append("\\n")
             elif ch == "\r":
                 out.append("\\r")
-            elif ch == "\t":
-                out.append("\\t")
             else:
                 out.append("\\u00" + _HEX[c >> 4] + _HEX[c & 15])
         elif 0xDC80 <= c <= 0xDCFF:  # an undecodable byte

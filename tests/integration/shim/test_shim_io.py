@@ -15,6 +15,15 @@ TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z$")
 PROC = {"cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]}
 
 
+def go_json_string(s: str) -> str:
+    """What dockerd's json-file writer makes of ``s``, built from Python's json and Go's rules."""
+    out = json.dumps(s, ensure_ascii=False)
+    for short, long in (("\\t", "\\u0009"), ("\\b", "\\u0008"), ("\\f", "\\u000c"), ("<", "\\u003c"),
+                        (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        out = out.replace(short, long)
+    return out
+
+
 def log_entries(path: str) -> list[dict]:
     with open(path, "rb") as f:
         raw = f.read()
@@ -24,10 +33,7 @@ def log_entries(path: str) -> list[dict]:
         # Docker's bytes: keys in order log, stream, time; compact; the time as Go's RFC3339Nano
         assert list(d) == ["log", "stream", "time"], line
         assert TIME_RE.match(d["time"]), d["time"]
-        expect = (
-            '{"log":' + json.dumps(d["log"]).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            + ',"stream":"' + d["stream"] + '","time":"' + d["time"] + '"}'
-        ).encode()
+        expect = ('{"log":' + go_json_string(d["log"]) + ',"stream":"' + d["stream"] + '","time":"' + d["time"] + '"}').encode()
         assert line == expect, (line, expect)
         out.append(d)
     assert raw.endswith(b"\n")
