@@ -25,9 +25,10 @@ this namespace already holds is AlreadyExists to the caller.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import sqlite3
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import msgspec
 
@@ -356,10 +357,10 @@ class ContentService:
 
     async def list_statuses(self, namespace: str, filters: list[str] | None = None) -> list[Status]:
         flt = parse_all(filters or [])
-        rows = await self.journal.run_read(lambda c: c.execute(
+        rows = cast(builtins.list[tuple[str, str, int, int, int]], await self.journal.run_read(lambda c: c.execute(
             "SELECT ref, expected, total, started_ns, updated_ns FROM content_ingests WHERE namespace = ? "
-            "ORDER BY ref", (namespace,)).fetchall())
-        out = [self._status(namespace, r[0], tuple(r[1:])) for r in rows]  # type: ignore[union-attr, arg-type]
+            "ORDER BY ref", (namespace,)).fetchall()))
+        out = [self._status(namespace, r[0], (r[1], r[2], r[3], r[4])) for r in rows]
         return [s for s in out if flt.match(status_adaptor(s))]
 
     async def abort(self, namespace: str, ref: str, *, actor: str, cause: str = "api") -> None:

@@ -34,7 +34,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, cast
 
 from engine.errors import EngineError, InvalidArgument, NotFound, Unavailable
 from engine.events.journal import Journal
@@ -276,7 +276,7 @@ class GarbageCollector:
             expected = {r[0] for r in conn.execute("SELECT expected FROM content_ingests WHERE expected != ''")}
             return rows, expected
 
-        rows, expected = await self.journal.run_read(held)  # type: ignore[misc]
+        rows, expected = cast(tuple[set[str], set[str]], await self.journal.run_read(held))
         on_disk = [b.digest for b in self.content.store.walk()]
         for dgst in sorted(set(on_disk) - rows - expected):
             # an ingest expecting this digest may be between its rename and its event: recover() commits it
@@ -290,7 +290,7 @@ class GarbageCollector:
             rows = conn.execute("SELECT namespace, ref, updated_ns FROM content_ingests").fetchall()
             return rows, mark(conn.cursor(), now, self.sources)
 
-        rows, live = await self.journal.run_read(q)  # type: ignore[misc]
+        rows, live = cast(tuple[list[tuple[str, str, int]], set[Node]], await self.journal.run_read(q))
         known = set()
         for ns, ref, updated in rows:
             known.add(self.content.store.ingest_path(backend_ref(ns, ref)).name)

@@ -14,6 +14,7 @@ a no-op (no event), as containerd's bucket put is; removing an absent one is a n
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -234,8 +235,8 @@ class LeaseService:
                                   namespace=namespace, actor=actor,
                                   check=lambda tx: _check_lease(tx, namespace, id_))
 
-    async def list_resources(self, namespace: str, id_: str) -> list[Resource]:
-        def q(conn: sqlite3.Connection) -> list[Resource]:
+    async def list_resources(self, namespace: str, id_: str) -> builtins.list[Resource]:
+        def q(conn: sqlite3.Connection) -> builtins.list[Resource]:
             require_lease(conn, namespace, id_)
             rows = conn.execute("SELECT id, type FROM lease_resources WHERE namespace = ? AND lease = ? "
                                 "ORDER BY type, id", (namespace, id_))
