@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import sqlite3
 from typing import ClassVar, cast
 
 import msgspec
 
-from engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from engine.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from engine.events.journal import Journal
 from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
@@ -321,7 +320,11 @@ class ContentService:
         if row is not None:
             expected = expected or row[0]  # type: ignore[index]
             total = total or row[1]  # type: ignore[index]
-        w = await asyncio.to_thread(self.store.writer, backend_ref(namespace, ref), total=total, expected=expected)
+        try:
+            w = await asyncio.to_thread(self.store.writer, backend_ref(namespace, ref), total=total,
+                                        expected=expected)
+        except Unavailable as err:
+            raise Unavailable(f"ref {ref} locked") from err
         try:
             def decide(tx: sqlite3.Cursor) -> list[Event]:
                 events: list[Event] = []
@@ -369,8 +372,12 @@ class ContentService:
         row = await self.journal.run_read(lambda c: ingest_row(c, namespace, ref))
         if row is None:
             raise NotFound(f"ingest {ref}: not found")
-        with contextlib.suppress(NotFound):
+        try:
             await asyncio.to_thread(self.store.abort, backend_ref(namespace, ref))
+        except NotFound:
+            pass
+        except Unavailable as err:
+            raise Unavailable(f"ref {ref} locked") from err
         await self.journal.append([ContentIngestAborted(ref=ref)], namespace=namespace, actor=actor, cause=cause,
                                   check=lambda tx: _require_ingest(tx, namespace, ref))
 
