@@ -158,7 +158,7 @@ def diff_dirs(lower: str, upper: str, out: BinaryIO, *, compression: str = "gzip
     elif compression == "zstd":
         import zstandard
 
-        comp = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False)  # type: ignore[assignment]
+        comp = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False)  # type: ignore
     elif compression == "none":
         comp = raw  # type: ignore[assignment]
     else:
