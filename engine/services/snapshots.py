@@ -23,7 +23,6 @@ replay.
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from engine.events.journal import Journal
 from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
 from engine.images.snapshots import Backend, Info, Kind, Mount, Usage
+from engine.images.snapshots.filters import compile_filters, matches
 
 _enc = msgspec.json.Encoder()
 _dec_labels = msgspec.json.Decoder(dict[str, str])
@@ -216,78 +216,6 @@ def validate_labels(labels: dict[str, str] | None) -> dict[str, str]:
         if len(k.encode()) + len(v.encode()) > MAX_LABEL:
             raise InvalidArgument(f"label {k[:64]!r}: key and value greater than maximum size ({MAX_LABEL} bytes)")
     return dict(labels or {})
-
-
-# ---- Walk filters (containerd's filter syntax, the subset snapshots use) ----------------------------------
-
-_FILTER = re.compile(r'^\s*(?P<field>[A-Za-z_]+(?:\.(?:"[^"]*"|[^.=!~"\s]+))*)\s*'
-                     r'(?:(?P<op>==|!=|~=)\s*(?P<value>"[^"]*"|[^,]*?))?\s*$')
-
-
-def _field(info: Info, path: str) -> str | None:
-    head, _, rest = path.partition(".")
-    if head == "labels" and rest:
-        return info.labels.get(rest.strip('"'))
-    return {"name": info.name, "parent": info.parent, "kind": info.kind.value}.get(path)
-
-
-def compile_filters(filters: Sequence[str]) -> list[list[tuple[str, str, str]]]:
-    """Each filter string is a conjunction (commas); the list is a disjunction, as containerd's."""
-    out = []
-    for f in filters:
-        conj = []
-        for part in (p for p in _split_commas(f) if p.strip()):
-            m = _FILTER.match(part)
-            if not m:
-                raise InvalidArgument(f"invalid filter {f!r}: cannot parse {part!r}")
-            path, op, value = m.group("field"), m.group("op") or "", (m.group("value") or "").strip()
-            value = value[1:-1] if value.startswith('"') and value.endswith('"') and len(value) > 1 else value
-            if path.split(".")[0] not in ("name", "parent", "kind", "labels"):
-                raise InvalidArgument(f"invalid filter {f!r}: unknown field {path!r}")
-            if op == "~=":
-                try:
-                    re.compile(value)
-                except re.error as err:
-                    raise InvalidArgument(f"invalid filter {f!r}: {err}") from err
-            conj.append((path, op, value))
-        out.append(conj)
-    return out
-
-
-def _split_commas(s: str) -> list[str]:
-    parts, cur, quoted = [], "", False
-    for ch in s:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    return parts
-
-
-def matches(info: Info, compiled: list[list[tuple[str, str, str]]]) -> bool:
-    if not compiled:
-        return True
-    for conj in compiled:
-        ok = True
-        for path, op, value in conj:
-            got = _field(info, path)
-            if op == "":
-                ok = got is not None and (path.startswith("labels") or got != "")
-            elif op == "==":
-                ok = got == value
-            elif op == "!=":
-                ok = got != value
-            else:
-                ok = got is not None and re.search(value, got) is not None
-            if not ok:
-                break
-        if ok:
-            return True
-    return False
 
 
 @dataclass
@@ -538,4 +466,4 @@ def _update_labels(current: dict[str, str], labels: dict[str, str], paths: Seque
     return out
 
 
-__all__ = ["EVENTS", "PROJECTION", "RecoveryReport", "SnapshotService"]
+__all__ = ["EVENTS", "PROJECTION", "RecoveryReport", "SnapshotService", "compile_filters", "matches"]
