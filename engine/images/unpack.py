@@ -14,6 +14,10 @@ Where it writes: for an overlay mount (what the overlayfs snapshotter returns fo
 upper dir, with the lower dirs consulted for overlay whiteouts; for a bind mount its source directory,
 with whiteouts as deletions. Nothing is mounted.
 
+``unpack_layers`` makes an image's snapshot chain (each committed snapshot named by its ChainID), as
+containerd's unpacker, through any object with the Snapshots service's methods (images never import
+services).
+
 Metadata per entry: owner (lchown), then mode (chown clears set-id bits), then xattrs (PAX
 ``SCHILY.xattr.*``; chown clears ``security.capability``), then mtime; directories get their mtime at
 the end, after their contents.
@@ -21,18 +25,20 @@ the end, after their contents.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
 import stat
 import tarfile
 import time
+import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from engine.errors import InvalidArgument
+from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.images.snapshots.base import Mount
 from engine.images.unpack_tree import OPAQUE, OPAQUE_XATTR, WHITEOUT_PREFIX, Tree, split_name, symlink_escapes
 
@@ -297,3 +303,68 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+# ---- a whole image's layers onto a snapshotter (containerd's unpacker) -----------------------------------
+
+
+def chain_id(parent: str, diff_id: str) -> str:
+    """OCI image spec ChainID: the first layer's is its diff ID, then sha256(parent + " " + diff_id)."""
+    if not parent:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+@dataclass
+class Layer:
+    diff_id: str  # expected: the unpack refuses a layer whose tar hashes differently
+    open: Callable[[], BinaryIO]  # a fresh stream of the (possibly compressed) blob
+
+
+class Snapshots(Protocol):
+    """The part of the Snapshots service (engine/services/snapshots.py) the unpacker uses."""
+
+    async def stat(self, snapshotter: str, key: str, *, namespace: str) -> object: ...
+    async def prepare(self, snapshotter: str, key: str, parent: str = "", labels: dict[str, str] | None = None,
+                      *, namespace: str, actor: str) -> list[Mount]: ...
+    async def commit(self, snapshotter: str, name: str, key: str, labels: dict[str, str] | None = None, *,
+                     namespace: str, actor: str) -> None: ...
+    async def remove(self, snapshotter: str, key: str, *, namespace: str, actor: str) -> None: ...
+
+
+async def unpack_layers(snaps: Snapshots, snapshotter: str, layers: Sequence[Layer], *, namespace: str,
+                        actor: str, labels: dict[str, str] | None = None) -> list[str]:
+    """Make the committed snapshot chain of `layers`, each named by its ChainID; returns the ChainIDs.
+
+    A layer whose snapshot already exists is skipped (another image shares it). Each missing one is
+    prepared under a unique ``extract-`` key, applied, checked against its diff ID and committed; on any
+    failure the half-made snapshot is removed. Losing a commit race to a concurrent unpack is fine.
+    """
+    parent, out = "", []
+    for layer in layers:
+        chain = chain_id(parent, layer.diff_id)
+        try:
+            await snaps.stat(snapshotter, chain, namespace=namespace)
+        except NotFound:
+            key = f"extract-{uuid.uuid4().hex[:12]} {chain}"
+            mounts = await snaps.prepare(snapshotter, key, parent, labels={"containerd.io/snapshot.ref": chain},
+                                         namespace=namespace, actor=actor)
+            try:
+                res = await asyncio.to_thread(_apply_opened, layer.open, mounts)
+                if res.diff_id != layer.diff_id:
+                    raise InvalidArgument(f"layer unpacked to {res.diff_id}, expected diff id {layer.diff_id}")
+                try:
+                    await snaps.commit(snapshotter, chain, key, labels, namespace=namespace, actor=actor)
+                except AlreadyExists:
+                    await snaps.remove(snapshotter, key, namespace=namespace, actor=actor)
+            except BaseException:
+                await asyncio.shield(snaps.remove(snapshotter, key, namespace=namespace, actor=actor))
+                raise
+        out.append(chain)
+        parent = chain
+    return out
+
+
+def _apply_opened(opener: Callable[[], BinaryIO], mounts: Sequence[Mount]) -> ApplyResult:
+    with opener() as f:
+        return apply_layer(f, mounts)
