@@ -53,8 +53,24 @@ def systemd_sockets() -> list[socket.socket]:
     """Sockets passed by systemd socket activation (LISTEN_PID/LISTEN_FDS), from fd 3 on."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
         return []
-    n = int(os.environ.get("LISTEN_FDS", "0"))
+    try:
+        n = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        raise InvalidArgument(f"LISTEN_FDS is not a number: {os.environ.get('LISTEN_FDS')!r}") from None
     return [socket.socket(fileno=fd) for fd in range(3, 3 + n)]
+
+
+def _plain_tcp_decision(cfg: Config, where: str) -> bool:
+    """Whether a network listener uses TLS: refused unless TLS is on or explicitly off (--no-tls)."""
+    if cfg.tlsverify or cfg.tls:
+        return True
+    if cfg.tls is None:
+        raise InvalidArgument(
+            f"refusing to serve {where} without TLS: pass --tlsverify with --tlscacert/--tlscert/--tlskey, "
+            "or --no-tls to serve the API unauthenticated on the network"
+        )
+    log.warning("!!! SERVING THE API ON %s WITHOUT TLS: anyone who can reach it is root on this host !!!", where)
+    return False
 
 
 async def serve_docker(services: Services, cfg: Config) -> HttpServer:
@@ -82,11 +98,14 @@ async def serve_docker(services: Services, cfg: Config) -> HttpServer:
             if not socks:
                 raise InvalidArgument("fd:// was given but no sockets were passed by systemd (LISTEN_FDS)")
             wanted = u.netloc or u.path.strip("/")
-            for s in socks:
-                if wanted and str(s.fileno()) != wanted:
-                    continue
-                await server.listen_sock(s, tls_context(cfg) if (cfg.tlsverify or cfg.tls) and s.family != socket.AF_UNIX else None)
-                log.info("Docker API listening on fd %d", s.fileno())
+            chosen = [s for s in socks if not wanted or str(s.fileno()) == wanted]
+            if not chosen:
+                raise InvalidArgument(f"{host}: fd {wanted} is not among the sockets systemd passed "
+                                      f"({', '.join(str(s.fileno()) for s in socks)})")
+            for s in chosen:
+                use_tls = s.family != socket.AF_UNIX and _plain_tcp_decision(cfg, f"{host} (fd {s.fileno()})")
+                await server.listen_sock(s, tls_context(cfg) if use_tls else None)
+                log.info("Docker API listening on fd %d%s", s.fileno(), " (TLS)" if use_tls else "")
         else:
             raise InvalidArgument(f"invalid host {host!r}: use unix://PATH, tcp://HOST:PORT or fd://")
     return server
