@@ -86,3 +86,34 @@ def events_listeners(d: EngineDaemon) -> int:
     status, info = d.request("GET", "/info")
     assert status == 200, info
     return int(info["NEventsListener"])
+
+
+# ---- TLS material made with openssl for a test ------------------------------------------------------
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_ca(d: Path, name: str) -> None:
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.pem",
+            "-days", "2", "-subj", f"/CN={name}", cwd=d)
+
+
+def make_cert(d: Path, ca: str, name: str, subject: str, ext: str) -> None:
+    (d / f"{name}.ext").write_text(ext)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
+            "-subj", subject, cwd=d)
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}-key.pem",
+            "-CAcreateserial", "-out", f"{name}-cert.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+
+
+def make_certs(d: Path, client_subject: str = "/CN=client") -> Path:
+    """ca.pem; server-{cert,key}.pem for 127.0.0.1; client-{cert,key}.pem signed by the CA; rogue-* by another CA."""
+    make_ca(d, "ca")
+    make_ca(d, "rogue-ca")
+    make_cert(d, "ca", "server", "/CN=localhost",
+              "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    make_cert(d, "ca", "client", client_subject, "extendedKeyUsage=clientAuth\n")
+    make_cert(d, "rogue-ca", "rogue", "/CN=mallory", "extendedKeyUsage=clientAuth\n")
+    return d

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import urllib.request
 
 import pytest
-from daemon_util import run_daemon
+from daemon_util import make_certs, run_daemon
 
 from tests.harness import ENGINE, EngineDaemon
 
@@ -18,12 +19,18 @@ pytestmark = pytest.mark.root
 class ActivatedDaemon(EngineDaemon):
     """The daemon started the way systemd starts it: sh sets LISTEN_PID to its own pid and execs."""
 
-    def __init__(self, host: str = "fd://") -> None:
+    def __init__(self, host: str = "fd://", tcp: bool = False, extra: list[str] | None = None) -> None:
         super().__init__()
         self.host = host
+        self.extra = extra or []
         self.exec_root.mkdir(parents=True)
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # what systemd binds
-        self.listener.bind(self.docker_sock)
+        if tcp:  # what systemd binds for ListenStream=127.0.0.1:PORT
+            self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.listener.bind(("127.0.0.1", 0))
+            self.port = self.listener.getsockname()[1]
+        else:  # ListenStream=/run/…/docker.sock
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(self.docker_sock)
         self.listener.listen(16)
 
     def cleanup(self) -> None:
@@ -33,7 +40,7 @@ class ActivatedDaemon(EngineDaemon):
     def start(self, wait: bool = True) -> EngineDaemon:
         fd = self.listener.fileno()
         cmd = (f"LISTEN_PID=$$ LISTEN_FDS=1 exec {ENGINE} daemon --root {self.root} --exec-root {self.exec_root} "
-               f"--log-level debug -H {self.host} 3<&{fd} {fd}<&-")
+               f"--log-level debug -H {self.host} {' '.join(self.extra)} 3<&{fd} {fd}<&-")
         # bash (not dash) for a two-digit fd in the redirection
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(["bash", "-c", cmd], stdout=log, stderr=subprocess.STDOUT,
@@ -47,8 +54,8 @@ class ActivatedDaemon(EngineDaemon):
 def activated():  # type: ignore[no-untyped-def]
     made: list[ActivatedDaemon] = []
 
-    def make(host: str = "fd://") -> ActivatedDaemon:
-        made.append(ActivatedDaemon(host))
+    def make(host: str = "fd://", tcp: bool = False, extra: list[str] | None = None) -> ActivatedDaemon:
+        made.append(ActivatedDaemon(host, tcp, extra))
         return made[-1]
 
     try:
@@ -97,3 +104,45 @@ def test_fd_with_listen_pid_of_another_process_is_ignored(tmp_path) -> None:
                            "-H", "fd://"], env=env, capture_output=True, text=True, timeout=20)
     assert proc.returncode == 1
     assert "no sockets were passed" in proc.stderr
+
+
+def test_fd_with_a_number_that_was_not_passed_is_refused(activated) -> None:
+    d = activated("fd://7")
+    d.start(wait=False)
+    rc = d.proc.wait(20)
+    assert rc == 1, d.log()
+    assert "fd 7 is not among the sockets systemd passed (3)" in d.log()
+
+
+def test_fd_tcp_socket_without_a_tls_decision_is_refused(activated) -> None:
+    """A TCP socket from systemd is the network like -H tcp://: no plain text unless --no-tls says so."""
+    d = activated(tcp=True)
+    d.start(wait=False)
+    rc = d.proc.wait(20)
+    assert rc == 1, d.log()
+    assert "without TLS" in d.log() and "--no-tls" in d.log()
+
+
+def test_fd_tcp_socket_with_no_tls_warns(activated) -> None:
+    d = activated(tcp=True)
+    d.extra = ["-H", f"unix://{d.exec_root}/api.sock", "--no-tls"]
+    d.docker_sock = str(d.exec_root / "api.sock")  # wait on the unix listener
+    d.start()
+    with urllib.request.urlopen(f"http://127.0.0.1:{d.port}/_ping", timeout=10) as resp:
+        assert resp.read() == b"OK"
+    assert "WITHOUT TLS" in d.log()
+
+
+def test_fd_tcp_socket_with_tls_verify(activated, tmp_path) -> None:
+    certs = make_certs(tmp_path)
+    d = activated(tcp=True)
+    d.extra = ["-H", f"unix://{d.exec_root}/api.sock", "--tlsverify", "--tlscacert", str(certs / "ca.pem"),
+               "--tlscert", str(certs / "server-cert.pem"), "--tlskey", str(certs / "server-key.pem")]
+    d.docker_sock = str(d.exec_root / "api.sock")
+    d.start()
+    base = ["-H", f"tcp://127.0.0.1:{d.port}", "--tlsverify", "--tlscacert", str(certs / "ca.pem")]
+    ok = d.docker(*base, "--tlscert", str(certs / "client-cert.pem"), "--tlskey", str(certs / "client-key.pem"),
+                  "version", "--format", "{{.Server.APIVersion}}")
+    assert ok.stdout.strip() == "1.50"
+    refused = d.docker(*base, "version", check=False)
+    assert refused.returncode != 0 and "Server:" not in refused.stdout

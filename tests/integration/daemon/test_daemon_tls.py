@@ -14,7 +14,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from daemon_util import free_port
+from daemon_util import free_port, make_certs
 
 from tests.harness import EngineDaemon
 
@@ -23,33 +23,9 @@ pytestmark = pytest.mark.root
 CLIENT_SUBJECT = "/O=engine-tests/OU=audit/CN=alice"
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_ca(d: Path, name: str) -> None:
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.pem",
-            "-days", "2", "-subj", f"/CN={name}", cwd=d)
-
-
-def make_cert(d: Path, ca: str, name: str, subject: str, ext: str) -> None:
-    (d / f"{name}.ext").write_text(ext)
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
-            "-subj", subject, cwd=d)
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}-key.pem",
-            "-CAcreateserial", "-out", f"{name}-cert.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
-    d = tmp_path_factory.mktemp("tls")
-    make_ca(d, "ca")
-    make_ca(d, "rogue-ca")
-    make_cert(d, "ca", "server", "/CN=localhost",
-              "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    make_cert(d, "ca", "client", CLIENT_SUBJECT, "extendedKeyUsage=clientAuth\n")
-    make_cert(d, "rogue-ca", "rogue", "/CN=mallory", "extendedKeyUsage=clientAuth\n")
-    return d
+    return make_certs(tmp_path_factory.mktemp("tls"), CLIENT_SUBJECT)
 
 
 @pytest.fixture(scope="module")
