@@ -154,6 +154,7 @@ class Tree:
             os.unlink(name, dir_fd=fd)  # re-created after a whiteout in this layer: opaque over lowers
             os.mkdir(name, 0o755, dir_fd=fd)
             self._set_opaque(fd, name)
+            self.written.add(key)
             sub_lowers: list[str] = []
         elif st is not None:
             if stat.S_ISLNK(st.st_mode):
@@ -172,6 +173,7 @@ class Tree:
             if not create and lst is None:
                 raise InvalidArgument(f"layer path {shown!r} does not exist")
             os.mkdir(name, 0o755, dir_fd=fd)
+            self.written.add(key)  # made by this layer (an opaque marker later must not delete it)
             if lst is not None:  # copy-up of a lower directory's owner and mode
                 os.chown(name, lst.st_uid, lst.st_gid, dir_fd=fd, follow_symlinks=False)
                 self.chmod(fd, name, stat.S_IMODE(lst.st_mode))
@@ -265,6 +267,19 @@ class Tree:
                 self._set_opaque(pfd, dir_parts[-1])
                 return
             dirfd, _ = self.parent([*parts[:-1], "x"])
+        self._prune(dirfd, dir_parts)
+
+    def _prune(self, dirfd: int, dir_parts: tuple[str, ...]) -> None:
+        """Delete what earlier layers left under a directory, keeping what this layer wrote."""
         for child in os.listdir(f"/proc/self/fd/{dirfd}"):
-            if (*dir_parts, child) not in self.written:
-                self.clear(dirfd, child, keep_dir=False, parts=(*dir_parts, child))
+            cparts = (*dir_parts, child)
+            if cparts in self.written:
+                st = os.stat(child, dir_fd=dirfd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):  # a directory this layer made merges: prune below it too
+                    self._prune(self.parent([*cparts, "x"])[0], cparts)
+                continue
+            n = len(cparts)
+            if any(w[:n] == cparts for w in self.written if len(w) > n):
+                self._prune(self.parent([*cparts, "x"])[0], cparts)  # keep the path to what this layer wrote
+            else:
+                self.clear(dirfd, child, keep_dir=False, parts=cparts)
