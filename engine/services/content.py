@@ -251,6 +251,7 @@ class ContentWriter:
         if expected:
             digests.parse(expected)
         svc, ns, ref, lease = self.service, self.namespace, self.ref, self.lease
+        await asyncio.to_thread(self._w.verify, size, expected)  # the slow part (fsync), outside the lock
         async with svc.disk_lock:
             try:
                 blob = await asyncio.to_thread(self._w.commit, size, expected)

@@ -34,17 +34,18 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Protocol, cast
 
 from engine.errors import EngineError, InvalidArgument, NotFound, Unavailable
 from engine.events.journal import Journal
 from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
-from engine.images.content import digests
+from engine.images.content import LocalStore, digests
 from engine.services import content as _content
 from engine.services import leases as _leases
 from engine.services.content import ContentDeleted, ContentService, backend_ref, content_row
-from engine.services.leases import LABEL_FLAT, LeaseDeleted, expired
+from engine.services.leases import LABEL_FLAT, LeaseDeleted, LeaseService, expired
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +326,30 @@ def _mtime_ns(path: os.PathLike[str] | str) -> int:
         return 0
 
 
-__all__ = ["GarbageCollector", "GcCollected", "GcReport", "Node", "Source", "content_row", "label_refs", "mark"]
+@dataclass
+class ContentServices:
+    """The content store's services as the daemon holds them."""
+
+    content: ContentService
+    leases: LeaseService
+    gc: GarbageCollector
+
+
+async def open_content_services(journal: Journal, root: str | os.PathLike[str], *, actor: str,
+                                ingest_expiry_ns: int | None = None) -> ContentServices:
+    """Build the services over ``<root>/content`` and resolve what a crash left (``ContentService.recover``)."""
+    store = LocalStore(Path(root) / "content")
+    content = ContentService(journal, store)
+    gc = GarbageCollector(journal, content, ingest_expiry_ns=ingest_expiry_ns)
+    leases = LeaseService(journal, collect=gc.collect)
+    done = await content.recover(actor=actor)
+    if any(done.values()):
+        log.warning("content store recovery: %s", done)
+    return ContentServices(content, leases, gc)
+
+
+__all__ = ["PROJECTIONS", "ContentServices", "GarbageCollector", "GcCollected", "GcReport", "Node", "Source",
+           "content_row", "label_refs", "mark", "open_content_services"]
 
 # The projections of the content store, its leases and its collector, in the order they apply.
 PROJECTIONS: tuple[Projection, ...] = (_leases.PROJECTION, _content.PROJECTION, PROJECTION)

@@ -202,8 +202,8 @@ class Writer:
         return IngestStatus(self.ref, self.offset, self.total, self.started_ns,
                             _read_int(self.path / "updatedat"), self.expected)
 
-    def commit(self, size: int = 0, expected: str = "") -> BlobInfo:
-        """Verify and move the data into blobs/; the writer is closed after success or AlreadyExists."""
+    def verify(self, size: int = 0, expected: str = "") -> str:
+        """fsync the data and check its size and digest (FailedPrecondition naming both); the digest."""
         self._check_open()
         if size < 0:
             raise InvalidArgument(f"ingest {self.ref}: negative commit size {size}")
@@ -220,6 +220,11 @@ class Writer:
         got = self.digest()
         if expected and expected != got:
             raise FailedPrecondition(f"unexpected commit digest {got}, expected {expected}")
+        return got
+
+    def commit(self, size: int = 0, expected: str = "") -> BlobInfo:
+        """Verify and move the data into blobs/; the writer is closed after success or AlreadyExists."""
+        got = self.verify(size, expected)
         target = self.store.blob_path(got)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():

@@ -205,3 +205,54 @@ async def test_a_lease_added_during_collection_is_respected(env: Env) -> None:
     await env.leases.add_resource("ns", "late", Resource(dg, "content"), actor="t")
     report = await env.gc.collect()
     assert report.content == [] and await held(env, "ns") == {dg}
+
+
+async def test_snapshot_labels_and_parents_reference_content(env: Env) -> None:
+    """A gc.root snapshot keeps content named by its labels and by its parent's labels (snapshots table of
+    migration 0003, written directly here: the snapshotter service is not under test)."""
+    import json
+    import sqlite3
+
+    layer = await put(env, "ns", b"layer blob")
+    other = await put(env, "ns", b"unreferenced")
+    conn = sqlite3.connect(env.root / "engine.db")
+    try:
+        rows = [("parent", "", json.dumps({"containerd.io/gc.ref.content": layer})),
+                ("child", "parent", '{"containerd.io/gc.root": "1"}')]
+        for i, (key, parent, labels) in enumerate(rows):
+            conn.execute("INSERT INTO snapshots(namespace, snapshotter, key, sid, kind, parent, labels, state, "
+                         "created_ns, updated_ns) VALUES ('ns', 'overlayfs', ?, ?, 'committed', ?, ?, 'ready', 0, 0)",
+                         (key, str(i), parent, labels))
+        conn.commit()
+    finally:
+        conn.close()
+    live = await env.gc.marked()
+    assert {("snapshots/overlayfs", "ns", "child"), ("snapshots/overlayfs", "ns", "parent"),
+            ("content", "ns", layer)} <= live
+    report = await env.gc.collect()
+    assert report.content == [("ns", other)]
+    assert await held(env, "ns") == {layer}
+
+
+async def test_open_content_services_recovers_a_pending_removal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from engine.events.journal import Journal
+    from engine.services import all_projections
+    from engine.services.content import ContentBlobRemovalRequested
+    from engine.services.gc import open_content_services
+
+    journal = Journal(tmp_path / "engine.db", all_projections())
+    await journal.open()
+    try:
+        svcs = await open_content_services(journal, tmp_path, actor="t")
+        w = svcs.content.store.writer("stray")
+        w.write(b"half removed")
+        w.commit()
+        # the intent committed, then the process died before unlinking
+        await journal.append([ContentBlobRemovalRequested(digest=d(b"half removed"))], namespace="", actor="t")
+        svcs = await open_content_services(journal, tmp_path, actor="t")
+        assert not svcs.content.store.exists(d(b"half removed"))
+        assert [(e.type, e.cause) for e in (await journal.read())[-1:]] == [("content.blob_removed", "recover")]
+        pending = await journal.run_read(lambda c: c.execute("SELECT count(*) FROM content_removals").fetchone()[0])
+        assert pending == 0
+    finally:
+        await journal.close()
