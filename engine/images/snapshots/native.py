@@ -2,7 +2,8 @@
 
 For filesystems without overlayfs (or where overlay cannot be stacked). ``<root>/snapshots/<id>/fs`` holds
 the whole tree; Prepare and View copy the parent's tree with ``cp -a`` (hard links, xattrs, devices,
-ownership and times kept — GNU cp does this faster than a Python walk and reflinks where it can). Usage is
+ownership and times kept — GNU cp does this faster than a Python walk and reflinks where it can; it
+runs under ``setpriv --pdeathsig KILL`` so it never outlives the daemon). Usage is
 the whole tree, since nothing is shared with the parent.
 """
 
@@ -35,7 +36,10 @@ class NativeBackend:
         if not parent_ids:
             os.mkdir(fs, 0o755)
             return
-        proc = subprocess.run(["cp", "-a", "--reflink=auto", "--", self._path(parent_ids[0], "fs"), fs],
+        # setpriv --pdeathsig: the copy dies with the thread that started it, so a daemon killed mid-copy
+        # leaves no cp still writing into a directory that recovery is about to delete
+        proc = subprocess.run(["setpriv", "--pdeathsig", "KILL", "cp", "-a", "--reflink=auto", "--",
+                               self._path(parent_ids[0], "fs"), fs],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise EngineError(f"copy snapshot {parent_ids[0]} to {sid}: {proc.stderr.strip()}")
