@@ -4,12 +4,13 @@ The library is what the shim calls in-process; ``cli.py`` is a thin runc-compati
 One module per operation::
 
     create.create(root, id, bundle, *, pid_file=None, console_socket=None, console_fd=-1,
-                  no_pivot=False, preserve_fds=0, subreaper=False) -> state.Container
+                  no_pivot=False, preserve_fds=0, subreaper=False, stdio=None) -> state.Container
     start.start(root, id) -> state.Container
     kill.kill(root, id, signal, *, all_processes=False)
     delete.delete(root, id, *, force=False)
     run.run(root, id, bundle, *, detach=False, ...) -> exit status
-    execute.execute(root, id, process_dict, *, detach=False, pid_file=None, console_socket=None) -> exit status
+    execute.exec_process(root, id, process_dict, *, console_fd=-1, console_socket=None, stdio=None) -> pid
+    execute.execute(root, id, process_dict, *, detach=False, ...) -> exit status (the CLI's exec)
     query.state(root, id) -> dict (the spec's State);  query.list_states(root);  query.ps(...)
     pause.pause / pause.resume;  update.update(root, id, resources) -> warnings
     specgen.default_spec();  features.features()

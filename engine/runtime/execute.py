@@ -78,18 +78,24 @@ def process_from_flags(
     return proc
 
 
-def execute(
+def exec_process(
     root: str,
     container_id: str,
     proc: dict,
     *,
-    detach: bool = False,
     pid_file: str | None = None,
     console_socket: str | None = None,
+    console_fd: int = -1,
     preserve_fds: int = 0,
     ignore_paused: bool = False,
     stdio: tuple[int, int, int] | None = None,
 ) -> int:
+    """Start ``proc`` in the container and return its pid (host view) without waiting for it.
+
+    This is the shim's entry point: no signal handlers, no subreaper change (a caller that wants
+    the exit status is a subreaper already).  With a terminal, the pty master goes to
+    ``console_fd`` (a connected unix socket we hold) or to ``console_socket`` (a path).
+    """
     c = st.load(root, container_id)
     mgr = manager(c)
     status = current_status(c, mgr)
@@ -97,29 +103,18 @@ def execute(
         raise FailedPrecondition("cannot exec in a paused container (use --ignore-paused to override)")
     if not st.can_exec(status) and status != st.PAUSED:
         raise FailedPrecondition("cannot exec in a stopped container")
-    if proc.get("terminal") and detach and not console_socket:
+    if proc.get("terminal") and not console_socket and console_fd < 0:
         raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
-    if not proc.get("terminal") and console_socket:
+    if not proc.get("terminal") and (console_socket or console_fd >= 0):
         raise InvalidArgument("cannot use console socket if runc will not detach or allocate tty")
     kinds = c.data.get("namespaces") or list(spec.namespaces(c.config))
     launch_spec = Launch({k: ns_path(c.pid, k) for k in kinds})
-    console = own = None
-    console_fd = -1
-    if proc.get("terminal"):
-        if console_socket:
-            from engine.runtime.create import connect_console
+    console = None
+    if console_socket:
+        from engine.runtime.create import connect_console
 
-            console = connect_console(console_socket)
-            console_fd = console.fileno()
-        else:
-            from engine.runtime import tty
-
-            own = tty.console_pair()
-            console_fd = own[1].fileno()
-    if not detach:
-        from engine import native
-
-        native.prctl(native.PR_SET_CHILD_SUBREAPER, 1)
+        console = connect_console(console_socket)
+        console_fd = console.fileno()
 
     def build(pid: int):
         ctx = plan.Context(
@@ -133,25 +128,65 @@ def execute(
         )
         return plan.build_exec(proc, c.config, ctx)
 
+    def on_seccomp_fd(p: int, fd: int) -> None:
+        from engine.runtime.process import send_seccomp_fd
+
+        sc = (c.config.get("linux") or {}).get("seccomp") or {}
+        send_seccomp_fd(sc["listenerPath"], fd, p, c.oci_state(st.RUNNING), sc.get("listenerMetadata", ""))
+
     try:
-
-        def on_seccomp_fd(p: int, fd: int) -> None:
-            from engine.runtime.process import send_seccomp_fd
-
-            sc = (c.config.get("linux") or {}).get("seccomp") or {}
-            send_seccomp_fd(
-                sc["listenerPath"], fd, p, c.oci_state(st.RUNNING), sc.get("listenerMetadata", "")
-            )
-
         self_joined = launch_spec.join_cgroup(mgr.paths())
         pid = launch(launch_spec, build, on_pid=None if self_joined else mgr.add, on_seccomp_fd=on_seccomp_fd)
     finally:
         if console is not None:
             console.close()
-        if own is not None:
-            own[1].close()
     if pid_file:
         st.write_atomic(os.path.abspath(pid_file), str(pid).encode())
+    return pid
+
+
+def execute(
+    root: str,
+    container_id: str,
+    proc: dict,
+    *,
+    detach: bool = False,
+    pid_file: str | None = None,
+    console_socket: str | None = None,
+    preserve_fds: int = 0,
+    ignore_paused: bool = False,
+    stdio: tuple[int, int, int] | None = None,
+) -> int:
+    """``exec`` as the CLI runs it: detached (exit code 0) or in the foreground (the process's
+    exit status), forwarding signals, with our own pty for a terminal without a console socket."""
+    own = None
+    console_fd = -1
+    if proc.get("terminal") and not console_socket:
+        if detach:
+            raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
+        from engine.runtime import tty
+
+        own = tty.console_pair()
+        console_fd = own[1].fileno()
+    if not detach:
+        from engine import native
+
+        native.prctl(native.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        pid = exec_process(
+            root,
+            container_id,
+            proc,
+            pid_file=pid_file,
+            console_socket=console_socket,
+            console_fd=console_fd,
+            preserve_fds=preserve_fds,
+            ignore_paused=ignore_paused,
+            stdio=stdio,
+        )
+    finally:
+        if own is not None:
+            own[1].close()
     if detach:
         return 0
     from engine.runtime.run import forward_signals, wait_exit

@@ -71,7 +71,7 @@ struct eng_clone_args {
 /* child-side globals (each process has its own copy after clone); defined in spawn.c */
 extern int g_sync;          /* the child's end of the parent<->child socket */
 extern int g_rootfd;        /* rootfs, opened before pivot_root */
-extern char g_state[65536]; /* state JSON for hooks, from the GO message */
+extern const char *g_state; /* state JSON for hooks, inside the GO message */
 extern size_t g_state_len;
 extern char g_exe[4096];    /* the resolved executable (OP_LOOKUP) */
 extern int g_cwd_ok;        /* OP_CHDIR succeeded */

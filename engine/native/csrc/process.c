@@ -37,13 +37,32 @@ void run_hook(struct rec *r)
         _exit(127);
     }
     close(pfd[0]);
-    (void)!write(pfd[1], g_state, g_state_len);
-    close(pfd[1]);
+    /* Feed the state without blocking, while watching the hook and its timeout: a hook need not
+     * read its stdin (if it exits first the write fails with EPIPE, not a SIGPIPE for us), and
+     * one that neither reads nor exits must still time out. */
+    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+    fcntl(pfd[1], F_SETFL, O_NONBLOCK);
+    size_t sent = 0;
+    int wfd = pfd[1];
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     int status;
     for (;;) {
-        pid_t w = waitpid(pid, &status, timeout > 0 ? WNOHANG : 0);
+        while (wfd >= 0 && sent < g_state_len) {
+            ssize_t n = write(wfd, g_state + sent, g_state_len - sent);
+            if (n > 0) {
+                sent += (size_t)n;
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                break;
+            sent = g_state_len; /* EPIPE: the hook does not want it */
+        }
+        if (wfd >= 0 && sent >= g_state_len) {
+            close(wfd);
+            wfd = -1;
+        }
+        pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid)
             break;
         if (w < 0 && errno != EINTR)
@@ -55,9 +74,12 @@ void run_hook(struct rec *r)
             errno = ETIMEDOUT;
             die("error running hook %s: timeout after %d seconds", path, timeout);
         }
-        struct timespec ts = {0, 2000000};
+        struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
+    if (wfd >= 0)
+        close(wfd);
+    signal(SIGPIPE, old);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         errno = 0;
         if (WIFEXITED(status))

@@ -30,7 +30,7 @@
 /* ---- child-side globals (each process has its own copy after clone) ---- */
 int g_sync = -1;        /* the child's end of the parent<->child socket */
 int g_rootfd = -1;      /* rootfs, opened before pivot_root */
-char g_state[65536];    /* state JSON for hooks, from the GO message */
+const char *g_state = "";  /* state JSON for hooks, inside the GO message buffer */
 size_t g_state_len;
 char g_exe[4096];       /* the resolved executable (OP_LOOKUP) */
 int g_cwd_ok;           /* OP_CHDIR succeeded */
@@ -465,9 +465,9 @@ static void __attribute__((noreturn)) child_main(void)
     if (n < 4)
         die("go message too short");
     memcpy(&sl, buf, 4);
-    if ((size_t)sl > sizeof(g_state) || (ssize_t)(4 + sl) > n)
+    if ((ssize_t)(4 + (size_t)sl) > n)
         die("go message: bad state length");
-    memcpy(g_state, buf + 4, sl);
+    g_state = buf + 4; /* the buffer is static: it outlives the program */
     g_state_len = sl;
     run_program(buf + 4 + sl, (size_t)(n - 4 - (ssize_t)sl));
     _exit(ENG_CHILD_FAILED);

@@ -376,3 +376,35 @@ def test_idmapped_bind_mount(core, capfd):
     assert run(core.root, cid, str(b)) == 0
     assert capfd.readouterr().out.split() == ["0", "65534"]
     assert os.stat(shared / "f").st_uid == 0  # the files themselves are unchanged
+
+
+def test_exec_process_for_a_shim(core):
+    # what an in-process shim calls: the pid back, the pty master over a socket it holds
+    from engine.runtime.execute import exec_process
+
+    cid, b, _ = core.bundle(["sleep", "60"])
+    create(core.root, cid, str(b))
+    start(core.root, cid)
+    mine, theirs = socket.socketpair()
+    proc = {"args": ["sh", "-c", "tty; exit 7"], "env": ["PATH=/bin"], "cwd": "/", "terminal": True}
+    pid = exec_process(core.root, cid, proc, console_fd=theirs.fileno())
+    theirs.close()
+    fds = array.array("i")
+    _, anc, _, _ = mine.recvmsg(1024, socket.CMSG_SPACE(fds.itemsize))
+    fds.frombytes(anc[0][2])
+    data = b""
+    deadline = time.monotonic() + 5
+    while b"\n" not in data and time.monotonic() < deadline:
+        data += os.read(fds[0], 100)
+    assert data.startswith(b"/dev/pts/")
+    os.close(fds[0])
+    mine.close()
+    # the process is not our child (it was forked by the stage-1 child): poll until it is gone
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.01)
+    assert pid > 0

@@ -158,3 +158,16 @@ def test_exec_fifo_blocks_until_read(tmp_path):
     os.close(fd)
     assert _wait(pid) == 0
     assert marker.exists()
+
+
+def test_hooks_that_do_not_read_stdin_are_fine():
+    # the state is written after the hook started; a hook that exits at once must not turn
+    # into a SIGPIPE for the container process (run it many times: it is a race)
+    for _ in range(30):
+        prog = p.Program()
+        prog.add(p.OP_HOOK, (5, 3, 0), ("/bin/sh", "sh", "-c", "exit 0"))
+        prog.add(p.OP_LOOKUP, (), ("/bin/true",))
+        prog.add(p.OP_READY)
+        prog.add(p.OP_EXEC, (1, 0), ("/bin/true",))
+        pid = launch(Launch({}), lambda _pid, prog=prog: prog, state_json=lambda _pid: b"x" * 200_000)
+        assert _wait(pid) == 0
