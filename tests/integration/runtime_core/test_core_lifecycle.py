@@ -4,6 +4,7 @@ and the stage-1 spawn path (joined pid namespace, time namespace)."""
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 import socket
 import subprocess
@@ -402,9 +403,7 @@ def test_exec_process_for_a_shim(core):
     # the process is not our child (it was forked by the stage-1 child): poll until it is gone
     deadline = time.monotonic() + 5
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         time.sleep(0.01)
     assert pid > 0
