@@ -100,3 +100,27 @@ def test_filters() -> None:
     for bad in ("size==1", "name=~x", "name~=("):
         with pytest.raises(InvalidArgument):
             compile_filters([bad])
+
+
+async def test_concurrent_commands_are_decided_in_the_writer(tmp_path: Path) -> None:
+    import asyncio
+
+    from engine.errors import AlreadyExists, FailedPrecondition, NotFound
+
+    async with open_service(tmp_path, "overlayfs") as svc:
+        results = await asyncio.gather(*[svc.prepare("overlayfs", "same", namespace=NS, actor=ACTOR)
+                                         for _ in range(8)], return_exceptions=True)
+        assert sum(not isinstance(r, BaseException) for r in results) == 1
+        assert all(isinstance(r, AlreadyExists) for r in results if isinstance(r, BaseException))
+        await svc.commit("overlayfs", "p", "same", namespace=NS, actor=ACTOR)
+        child, rm = await asyncio.gather(svc.prepare("overlayfs", "c", "p", namespace=NS, actor=ACTOR),
+                                         svc.remove("overlayfs", "p", namespace=NS, actor=ACTOR),
+                                         return_exceptions=True)
+        # exactly one wins: either the child exists over p, or p is gone and the child was refused
+        if isinstance(rm, BaseException):
+            assert isinstance(rm, FailedPrecondition) and not isinstance(child, BaseException)
+        else:
+            assert isinstance(child, NotFound)
+        ids = sorted(int(i) for i in svc.backends["overlayfs"].ids_on_disk())
+        rows = await svc.journal.run_read(lambda c: sorted(int(r[0]) for r in c.execute("SELECT sid FROM snapshots")))
+        assert ids == rows
