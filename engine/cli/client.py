@@ -89,11 +89,41 @@ class Client:
         return json.loads(raw) if raw else None
 
     def lines(self, path: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """The JSON lines of a streamed response. A chunked stream must end with its last chunk: a stream
+        that is cut off (the daemon stopped or died) is a ClientError, not a quiet end."""
         resp = self.request("GET", path, params, stream=True)
-        while True:
-            line = resp.readline()
-            if not line:
-                return
-            line = line.strip()
-            if line:
-                yield json.loads(line)
+        pending = b""
+        for data in self._body(resp):
+            pending += data
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                if line.strip():
+                    yield json.loads(line)
+        if pending.strip():
+            yield json.loads(pending)
+
+    def _body(self, resp: http.client.HTTPResponse) -> Iterator[bytes]:
+        if not resp.chunked:
+            while data := resp.read1(65536):
+                yield data
+            return
+        fp = resp.fp
+        cut = ClientError(f"lost the connection to the engine daemon at {self.host}: the stream was cut off "
+                          "(did the daemon stop?)")
+        try:
+            while True:
+                size_line = fp.readline(65537)
+                if not size_line.endswith(b"\n"):
+                    raise cut
+                size = int(size_line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while fp.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    resp.close()
+                    return
+                data = fp.read(size)
+                if len(data) < size or fp.read(2) != b"\r\n":
+                    raise cut
+                yield data
+        except (OSError, ValueError) as err:
+            raise ClientError(f"lost the connection to the engine daemon at {self.host}: {err}") from None
