@@ -351,3 +351,26 @@ def test_events_with_a_future_until_exits_at_until(shared_daemon) -> None:
     assert proc.returncode == 0, err
     assert 1.4 <= took < 5, took
     assert [e["subject"] for e in jlines(out)] == ["until-window"]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_events_reports_a_daemon_that_goes_away(engine_daemon, how: str) -> None:
+    d = engine_daemon
+    proc = subprocess.Popen([ENGINE, "events", "--format", "json"], env=d.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: listeners(d) == 1, what="engine events to subscribe")
+        ctr_pid(d, "namespaces", "create", "before-the-end")
+        if how == "SIGKILL":
+            d.kill()
+        else:
+            assert d.stop() == 0
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert [e["subject"] for e in jlines(out) if e["type"] == "namespace.created"] == ["before-the-end"]
+    assert proc.returncode == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "lost the connection to the engine daemon" in lines[0], err
