@@ -19,7 +19,8 @@ Events and the side effects they bracket:
 
 A blob that is already on disk (another namespace committed it) makes the local commit AlreadyExists;
 the metadata commit still records it in this namespace, as containerd's shared policy does; only a digest
-this namespace already holds is AlreadyExists to the caller.
+this namespace already holds is AlreadyExists to the caller. A writer that commits an expected digest
+present on disk without writing a byte records it at once (no copy), as containerd's shared policy does.
 """
 
 from __future__ import annotations
@@ -251,13 +252,23 @@ class ContentWriter:
         if expected:
             digests.parse(expected)
         svc, ns, ref, lease = self.service, self.namespace, self.ref, self.lease
-        await asyncio.to_thread(self._w.verify, size, expected)  # the slow part (fsync), outside the lock
+        want = expected or self._w.expected
+        shared = self._w.offset == 0 and bool(want)
+        if not shared:
+            await asyncio.to_thread(self._w.verify, size, expected)  # the slow part (fsync), outside the lock
         async with svc.disk_lock:
-            try:
-                blob = await asyncio.to_thread(self._w.commit, size, expected)
-                dgst, got_size = blob.digest, blob.size
-            except AlreadyExists:
-                dgst, got_size = self._w.digest(), self._w.offset
+            present = svc.store.info(want) if shared and svc.store.exists(want) else None
+            if present is not None and size in (0, present.size):
+                # shared content: the blob is on disk already (another namespace's), nothing was written;
+                # record it here without a copy, as containerd's shared content policy does
+                self._w.discard()
+                dgst, got_size = want, present.size
+            else:
+                try:
+                    blob = await asyncio.to_thread(self._w.commit, size, expected)
+                    dgst, got_size = blob.digest, blob.size
+                except AlreadyExists:
+                    dgst, got_size = self._w.digest(), self._w.offset
             held: list[bool] = []
 
             def decide(tx: sqlite3.Cursor) -> list[Event]:

@@ -238,6 +238,11 @@ class Writer:
         self._remove()
         return info
 
+    def discard(self) -> None:
+        """Remove the ingest and close (its content is not wanted: it is on disk already)."""
+        self._check_open()
+        self._remove()
+
     def _remove(self) -> None:
         fd, self._fd = self._fd, -1
         shutil.rmtree(self.path, ignore_errors=True)

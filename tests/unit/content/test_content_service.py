@@ -230,3 +230,21 @@ async def test_replay_rebuilds_the_same_tables(env: Env) -> None:
     finally:
         await env2.journal.close()
         env.journal = env2.journal
+
+
+async def test_shared_content_is_recorded_without_a_copy(env: Env) -> None:
+    await put(env, "a", DATA)
+    w = await env.content.writer("b", "r", total=len(DATA), expected=DGST, actor="t")
+    info = await w.commit()  # no byte written: the blob is on disk already
+    assert (info.digest, info.size) == (DGST, len(DATA))
+    assert (await env.content.info("b", DGST)).size == len(DATA)
+    assert env.store.list_statuses() == [] and await env.content.list_statuses("b") == []
+    # without the blob on disk, committing nothing is a size/digest mismatch as usual
+    w = await env.content.writer("b", "r2", expected=digests.of_bytes(b"absent"), actor="t")
+    with pytest.raises(FailedPrecondition, match="unexpected commit digest"):
+        await w.commit()
+    await w.close()
+    w = await env.content.writer("c", "r3", expected=DGST, actor="t")
+    with pytest.raises(FailedPrecondition, match="unexpected commit size 0, expected 5"):
+        await w.commit(size=5)  # a size that does not match the shared blob is not a shortcut
+    await w.close()
