@@ -8,7 +8,10 @@ as in the layers Docker and containerd write. Hard links inside `upper` stay har
 (xattrs as ``SCHILY.xattr.*``), numeric owners only, written through an optional compressor while both
 digests are computed: the diff ID (uncompressed) and the blob digest (as written).
 
-``diff_mounts`` mounts the two snapshots' mount specs read-only on temporary directories and diffs them.
+``diff_mounts`` mounts the two snapshots' mount specs read-only on temporary directories and diffs them,
+except when the upper one is an overlay whose top directory is exactly the difference (a snapshot over
+the lower one): then that upper dir is read directly (``diff_overlay_upper``), as containerd's overlay
+differ does, without walking the lower tree.
 The lower tree is only ever lstat'ed and read below directories it really has (a symlink in `lower` where
 `upper` has a directory is never followed).
 """
@@ -29,6 +32,8 @@ from engine.errors import InvalidArgument
 from engine.images.snapshots import Mount, mount_all, unmount_all
 
 WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
 @dataclass
@@ -148,8 +153,7 @@ def _walk(w: _Writer, lower: str, upper: str, rel: str, lower_is_dir: bool) -> N
             _walk(w, lower, upper, r, ls is not None and stat.S_ISDIR(ls.st_mode))
 
 
-def diff_dirs(lower: str, upper: str, out: BinaryIO, *, compression: str = "gzip") -> DiffResult:
-    """Write the layer that turns `lower` into `upper` to `out`; `lower` may be '' for a base layer."""
+def _writers(out: BinaryIO, compression: str) -> tuple[_HashWriter, BinaryIO, _HashWriter]:
     raw = _HashWriter(out)
     if compression == "gzip":
         from isal import igzip
@@ -163,17 +167,74 @@ def diff_dirs(lower: str, upper: str, out: BinaryIO, *, compression: str = "gzip
         comp = raw  # type: ignore[assignment]
     else:
         raise InvalidArgument(f"unknown layer compression {compression!r} (gzip, zstd or none)")
-    plain = _HashWriter(comp)
+    return raw, comp, _HashWriter(comp)
+
+
+def _finish(raw: _HashWriter, comp: BinaryIO, plain: _HashWriter, compression: str) -> DiffResult:
+    if comp is not raw:
+        comp.close()
+    return DiffResult(diff_id="sha256:" + plain.h.hexdigest(), digest="sha256:" + raw.h.hexdigest(),
+                      size=plain.n, compressed_size=raw.n, compression=compression)
+
+
+def diff_dirs(lower: str, upper: str, out: BinaryIO, *, compression: str = "gzip") -> DiffResult:
+    """Write the layer that turns `lower` into `upper` to `out`; `lower` may be '' for a base layer."""
+    raw, comp, plain = _writers(out, compression)
     with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
         w = _Writer(tf, upper)
         lower_ok = bool(lower) and stat.S_ISDIR(os.lstat(lower).st_mode)
         if lower_ok and not _same(lower, os.lstat(lower), upper, os.lstat(upper)):
             w.tf.addfile(w._info("."))
         _walk(w, lower if lower_ok else "", upper, "", lower_ok)
-    if comp is not raw:
-        comp.close()
-    return DiffResult(diff_id="sha256:" + plain.h.hexdigest(), digest="sha256:" + raw.h.hexdigest(),
-                      size=plain.n, compressed_size=raw.n, compression=compression)
+    return _finish(raw, comp, plain, compression)
+
+
+def diff_overlay_upper(upper: str, out: BinaryIO, *, compression: str = "gzip") -> DiffResult:
+    """The layer an overlayfs upper dir holds, read straight from it (no lower tree is walked): 0:0
+    character devices become ``.wh.`` whiteouts, ``trusted.overlay.opaque=y`` directories get
+    ``.wh..wh..opq``; everything else in the upper dir is a change."""
+    raw, comp, plain = _writers(out, compression)
+    with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+        w = _Writer(tf, upper)
+
+        def opaque(path: str) -> bool:
+            try:
+                return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+            except OSError:
+                return False
+
+        def walk(rel: str) -> None:
+            if opaque(os.path.join(upper, rel)):
+                w.ensure_parents(os.path.join(rel, OPAQUE))
+                op = tarfile.TarInfo(os.path.join(rel, OPAQUE) if rel else OPAQUE)
+                op.mode, op.mtime = 0o644, 0
+                w.tf.addfile(op)
+            for name in sorted(os.listdir(os.path.join(upper, rel))):
+                r = os.path.join(rel, name)
+                st = os.lstat(os.path.join(upper, r))
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    w.whiteout(r)
+                    continue
+                w.add(r)
+                if stat.S_ISDIR(st.st_mode):
+                    walk(r)
+
+        walk("")
+    return _finish(raw, comp, plain, compression)
+
+
+def _layer_dirs(mounts: Sequence[Mount]) -> list[str] | None:
+    """The directories a snapshot's mounts stack, top first (None when they are not one bind/overlay)."""
+    if len(mounts) != 1:
+        return None
+    m = mounts[0]
+    if m.type == "bind" or "rbind" in m.options or "bind" in m.options:
+        return [m.source]
+    if m.type == "overlay":
+        opts = dict(o.split("=", 1) for o in m.options if "=" in o)
+        dirs = [opts["upperdir"]] if "upperdir" in opts else []
+        return dirs + [d for d in opts.get("lowerdir", "").split(":") if d]
+    return None
 
 
 def _readonly(mounts: Sequence[Mount]) -> list[Mount]:
@@ -186,7 +247,14 @@ def _readonly(mounts: Sequence[Mount]) -> list[Mount]:
 
 def diff_mounts(lower: Sequence[Mount], upper: Sequence[Mount], out: BinaryIO, *,
                 compression: str = "gzip") -> DiffResult:
-    """containerd's Diff.Diff: mount both (read-only, on private temp dirs) and diff; `lower` may be empty."""
+    """containerd's Diff.Diff: the layer that turns `lower`'s tree into `upper`'s; `lower` may be empty.
+
+    When `upper` is an overlay stacking exactly `lower`'s directories plus one on top (an active snapshot
+    or a view over its parent), that top directory is read as an overlay upper dir; otherwise both are
+    mounted read-only on private temp dirs and walked together."""
+    udirs, ldirs = _layer_dirs(upper), _layer_dirs(lower) if lower else []
+    if udirs and ldirs is not None and len(udirs) > 1 and udirs[1:] == ldirs and upper[0].type == "overlay":
+        return diff_overlay_upper(udirs[0], out, compression=compression)
     with tempfile.TemporaryDirectory(prefix="engine-diff-") as tmp:
         ldir, udir = os.path.join(tmp, "lower"), os.path.join(tmp, "upper")
         os.mkdir(ldir)

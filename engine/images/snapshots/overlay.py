@@ -39,7 +39,7 @@ class OverlayBackend:
         if kind is Kind.ACTIVE:
             os.mkdir(self._path(sid, "work"), 0o711)
         if parent_ids and kind is Kind.ACTIVE:
-            # the upper dir starts with its lowest parent's root mode/owner, so the merged root looks the same
+            # the upper dir starts with its nearest parent's root mode/owner, so the merged root looks the same
             st = os.stat(self._path(parent_ids[0], "fs"))
             os.chmod(self._path(sid, "fs"), st.st_mode & 0o7777)
             os.chown(self._path(sid, "fs"), st.st_uid, st.st_gid)

@@ -75,3 +75,48 @@ async def test_diff_names_deletions_as_whiteouts(tmp_path: Path) -> None:
     out.seek(0)
     names = tarfile.open(fileobj=out).getnames()
     assert names == [".wh.alsogone", "dir", "dir/.wh.gone", "dir/new"]
+
+
+@pytest.mark.parametrize("backend", ["overlayfs", "native"])
+async def test_diff_of_a_snapshot_over_its_parent(backend: str, test_image) -> None:  # type: ignore
+    """Adjacent snapshots: overlayfs reads the upper dir (opaque dirs stay opaque markers), native walks
+    both trees (per-file whiteouts); either way the layer re-creates the upper snapshot."""
+    root = Path(tempfile.mkdtemp(prefix="diff-adj-"))
+    try:
+        async with open_service(root, backend) as svc:
+            parent = ""
+            for i, layer in enumerate(test_image.layers[:2]):
+                mounts = await svc.prepare(backend, f"k{i}", parent, namespace=NS, actor=ACTOR)
+                with open(layer, "rb") as f:
+                    apply_layer(f, mounts)
+                await svc.commit(backend, f"l{i}", f"k{i}", namespace=NS, actor=ACTOR)
+                parent = f"l{i}"
+            lower = await svc.view(backend, "v0", "l0", namespace=NS, actor=ACTOR)
+            active = await svc.prepare(backend, "work", "l1", namespace=NS, actor=ACTOR)
+            with mounted(active) as tree:  # a container's changes on top of l1
+                Path(tree, "etc/passwd").unlink()
+                Path(tree, "new-file").write_text("made in the container")
+            lower1 = await svc.view(backend, "v1", "l1", namespace=NS, actor=ACTOR)
+            for low, up in ((lower, await svc.view(backend, "v1b", "l1", namespace=NS, actor=ACTOR)),
+                            (lower1, active)):
+                out = io.BytesIO()
+                res = diff_mounts(low, up, out, compression="none")
+                out.seek(0)
+                names = tarfile.open(fileobj=out).getnames()
+                if up is not active:
+                    assert ("opq/.wh..wh..opq" in names) == (backend == "overlayfs")
+                    assert ("opq/.wh.a" in names) == (backend == "native")
+                else:
+                    assert "etc/.wh.passwd" in names and "new-file" in names
+                key = f"replay-{len(names)}"
+                target = await svc.prepare(backend, key, "l0" if up is not active else "l1", namespace=NS,
+                                           actor=ACTOR)
+                assert apply_layer(io.BytesIO(out.getvalue()), target).diff_id == res.diff_id
+                with mounted(target) as tree:
+                    got = _describe(tree)
+                with mounted(up) as tree:
+                    want = _describe(tree)
+                assert got == want
+        assert mounts_under(str(root)) == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
