@@ -5,7 +5,7 @@ a manifest), decompressed according to their magic bytes (gzip ``1f 8b``, zstd `
 a plain tar), hashed again (the diff ID, what an image config's ``rootfs.diff_ids`` lists) and walked
 with ``tarfile`` in stream mode. Files are written by ``unpack_tree.Tree``, which never leaves the root.
 
-gzip goes through python-isal's ``igzip`` (ISA-L's inflate: 3.6x the standard library's zlib on a
+gzip goes through python-isal's ``igzip`` (ISA-L's inflate: about 4x the standard library's zlib on a
 compressible layer, 2x on the whole unpack; bench/unpack.py). Its threaded reader
 (``gzip_impl="isal-threaded"``) was measured too and is no faster on two cores: the queue hand-off and
 the GIL eat the overlap. ``gzip_impl="stdlib"`` is kept for comparison. zstd uses ``zstandard``.

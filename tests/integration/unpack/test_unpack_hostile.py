@@ -124,3 +124,10 @@ def test_truncated_gzip_is_invalid(sandbox: Path) -> None:
 
     data = gzip.compress(_tar(("file", "f", os.urandom(200_000).hex())))
     _refused(sandbox, data[: len(data) // 2], "truncated or corrupt|malformed")
+
+
+def test_symlink_from_an_earlier_layer_in_a_native_tree_is_not_followed(sandbox: Path) -> None:
+    """Native: the tree already holds ``a -> outside`` from an earlier layer; this layer writes ``a/secret``."""
+    os.symlink(str(sandbox / "outside"), sandbox / "root" / "a")
+    _refused(sandbox, _tar(("file", "a/secret", "pwned")), "is a symlink", mode="delete")
+    _refused(sandbox, _tar(("hard", "h", "a/secret")), "is a symlink", mode="delete")
