@@ -10,6 +10,9 @@ the current offset (else OUT_OF_RANGE), one at 0 on a started ingest starts it o
 and digest and ends the stream. Read streams the blob in 1 MiB messages from ``offset`` for ``size``
 bytes (0: to the end).
 
+A client's content delete is published on the containerd event stream as ``/content/delete``
+(``ContentDelete``), as containerd does; collections by the gc are not (containerd's are not either).
+
 The services are looked up on the Services bundle as ``content`` and ``leases`` attributes, or in its
 ``extra`` dict under the same names (so the daemon can provide them without a new field).
 """
@@ -23,18 +26,30 @@ from google.protobuf import empty_pb2, timestamp_pb2
 from grpclib.const import Status as GrpcStatus
 from grpclib.exceptions import GRPCError
 
-from engine.api.containerd import context
+from engine.api.containerd import context, topics
+from engine.api.containerd.gen.containerd.events import content_pb2 as events_pb
 from engine.api.containerd.gen.containerd.services.content.v1 import content_pb2 as pb
 from engine.api.containerd.gen.containerd.services.content.v1.content_grpc import ContentBase
 from engine.api.containerd.gen.containerd.services.leases.v1 import leases_pb2 as lpb
 from engine.api.containerd.gen.containerd.services.leases.v1.leases_grpc import LeasesBase
 from engine.api.containerd.registry import implements
 from engine.errors import InvalidArgument, Unavailable
+from engine.events.types import Envelope
+from engine.services.content import ContentDeleted
 from engine.services.leases import Resource
 
 LEASE_KEY = "containerd-lease"
 READ_CHUNK = 1 << 20
 LIST_BATCH = 100
+
+
+@topics.register(ContentDeleted.TYPE)
+def _content_deleted(env: Envelope) -> tuple[str, Any] | None:
+    """containerd publishes /content/delete when a client deletes content, not when its gc collects it."""
+    if env.cause == "gc":
+        return None
+    assert isinstance(env.event, ContentDeleted)
+    return "/content/delete", events_pb.ContentDelete(digest=env.event.digest)
 
 
 def _service(services: Any, name: str) -> Any:

@@ -146,3 +146,25 @@ async def test_leases_create_ls_rm(server: Server) -> None:
     assert out.decode().strip() == ""
     code, _, err = await server.ctr("leases", "rm", "lease-1", check=False)
     assert code != 0 and "not found" in err
+
+
+async def test_content_rm_is_published_as_content_delete(server: Server) -> None:
+    data = b"to be deleted"
+    dgst = "sha256:" + hashlib.sha256(data).hexdigest()
+    await server.ctr("content", "ingest", "r", input=data)
+    proc = await asyncio.create_subprocess_exec(CTR, "--address", str(server.sock), "events",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await asyncio.sleep(0.5)  # let ctr subscribe: events before it are not replayed to it
+        await server.ctr("content", "rm", dgst)
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        assert "default" in line and "/content/delete" in line and dgst in line, line
+        await server.env.gc.collect()  # collections are not published (containerd does not either)
+        await server.ctr("content", "ingest", "r2", input=b"collected")
+        await server.env.gc.collect()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(proc.stdout.readline(), 0.5)
+    finally:
+        proc.kill()
+        await proc.wait()
