@@ -267,7 +267,10 @@ def test_sigterm_during_a_burst_finishes_what_it_answered(daemon_factory) -> Non
     assert rc == 0, d.log()
     assert took < 5, f"stopping took {took:.1f}s"
     rows = journal_rows(d.root)
-    assert rows[-1]["type"] == "daemon.stopped"
+    stopped = [i for i, r in enumerate(rows) if r["type"] == "daemon.stopped"]
+    assert stopped, "no daemon.stopped"
+    after = [(r["seq"], r["type"], r["subject"]) for r in rows[stopped[-1] + 1:]]
+    assert not after, f"appended after daemon.stopped: {after}\n{d.log()[-3000:]}"
     created = {r["subject"] for r in rows if r["type"] == "namespace.created"}
     assert set(acked) <= created, sorted(set(acked) - created)[:10]
     proc = subprocess.run([ENGINE_BIN, "journal", "verify", "--root", str(d.root)], capture_output=True, text=True,
