@@ -44,7 +44,7 @@ from engine.events.types import Envelope, Event
 from engine.images.content import LocalStore, digests
 from engine.services import content as _content
 from engine.services import leases as _leases
-from engine.services.content import ContentDeleted, ContentService, backend_ref, content_row
+from engine.services.content import ContentDeleted, ContentService, backend_ref
 from engine.services.leases import LABEL_FLAT, LeaseDeleted, LeaseService, expired
 
 log = logging.getLogger(__name__)
@@ -349,7 +349,7 @@ async def open_content_services(journal: Journal, root: str | os.PathLike[str], 
 
 
 __all__ = ["PROJECTIONS", "ContentServices", "GarbageCollector", "GcCollected", "GcReport", "Node", "Source",
-           "content_row", "label_refs", "mark", "open_content_services"]
+           "label_refs", "mark", "open_content_services"]
 
 # The projections of the content store, its leases and its collector, in the order they apply.
 PROJECTIONS: tuple[Projection, ...] = (_leases.PROJECTION, _content.PROJECTION, PROJECTION)
