@@ -344,7 +344,7 @@ class HttpProtocol(asyncio.Protocol):
             self.streaming = False
         if self.closed:
             return
-        if not keep_alive:
+        if not keep_alive or self.server.stopping:
             self.transport.close()
         else:
             self._next()
@@ -424,6 +424,7 @@ class HttpServer:
         self.default_headers = default_headers
         self.connections: set[HttpProtocol] = set()
         self.servers: list[asyncio.AbstractServer] = []
+        self.stopping = False  # set by stop(): responses then close their connection
 
     def protocol(self) -> HttpProtocol:
         return HttpProtocol(self)
@@ -444,9 +445,16 @@ class HttpServer:
             self.servers.append(await loop.create_server(self.protocol, sock=sock, ssl=ssl_ctx))
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop accepting, let requests in flight finish (up to `grace` s), then close streams."""
+        """Stop accepting, let requests in flight finish (up to `grace` s), then close streams.
+
+        Idle keep-alive connections are closed at once, and a connection whose response is written is
+        closed rather than kept alive, so no new request starts once the stop has begun."""
+        self.stopping = True
         for srv in self.servers:
             srv.close()
+        for conn in list(self.connections):
+            if (conn._task is None or conn._task.done()) and conn._hijacked is None and not conn._pipeline:
+                conn.transport.close()
         tasks = [c._task for c in self.connections if c._task is not None and not c._task.done()
                  and c._hijacked is None and not c.streaming]
         if tasks:
