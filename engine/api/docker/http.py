@@ -366,10 +366,16 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _stream(self, req: Request, resp: StreamResponse, keep_alive: bool) -> None:
         headers = {"Content-Type": resp.content_type, "Transfer-Encoding": "chunked", **resp.headers}
+        it = resp.chunks
+        if req.method == "HEAD":  # the head only: a HEAD response has no body, not even chunk framing
+            self.transport.write(self._head(resp.status, headers))
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            return
         self.streaming = True
         self.transport.write(self._head(resp.status, headers))
         self.transport.resume_reading()  # to see the client go (EOF) while we wait for chunks
-        it = resp.chunks
         try:
             async for chunk in it:
                 if self.closed:
