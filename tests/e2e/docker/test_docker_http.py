@@ -513,3 +513,19 @@ def test_many_concurrent_clients(shared_daemon) -> None:
     for t in threads:
         t.join(60)
     assert not errors, errors[:5]
+
+
+def test_head_on_a_streaming_route_has_no_body_and_keeps_the_connection(shared_daemon) -> None:
+    conn = UnixHTTPConnection(shared_daemon.docker_sock, 5)
+    try:
+        for path in ("/events", "/v1.50/events?since=0&until=1", "/engine/journal?follow=1", "/events?since=abc"):
+            conn.request("HEAD", path)
+            r = conn.getresponse()
+            assert r.read() == b""
+            assert r.status == (400 if "abc" in path else 200), path
+            conn.request("GET", "/_ping")  # the next response parses: nothing was left on the wire
+            r = conn.getresponse()
+            assert (r.status, r.read()) == (200, b"OK"), path
+    finally:
+        conn.close()
+    wait_for(lambda: events_listeners(shared_daemon) == 0, what="no subscription left by HEAD")
