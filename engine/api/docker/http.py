@@ -254,6 +254,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > MAX_HEADER_BYTES:
+            self._error = f"malformed HTTP request: request target longer than {MAX_HEADER_BYTES} bytes"
+            raise httptools.HttpParserError("url too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
