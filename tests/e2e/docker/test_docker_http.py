@@ -21,6 +21,7 @@ from dockerapi_util import (
     events_listeners,
     journal,
     raw,
+    read_until_close,
     read_until_last_chunk,
     reload,
     reload_daemon,
@@ -529,3 +530,18 @@ def test_head_on_a_streaming_route_has_no_body_and_keeps_the_connection(shared_d
     finally:
         conn.close()
     wait_for(lambda: events_listeners(shared_daemon) == 0, what="no subscription left by HEAD")
+
+
+def test_an_endless_request_target_is_refused(shared_daemon) -> None:
+    with connect(shared_daemon, timeout=10) as s:
+        s.sendall(b"GET /_ping?x=")
+        sent = 0
+        try:
+            while sent < (8 << 20):  # the daemon must give up long before this
+                s.sendall(b"a" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = read_until_close(s)
+    status, _, body = split_response(data)
+    assert status == 400 and "request target longer than" in json.loads(body)["message"]
