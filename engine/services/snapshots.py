@@ -36,6 +36,7 @@ from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
 from engine.images.snapshots import Backend, Info, Kind, Mount, Usage
 from engine.images.snapshots.filters import compile_filters, matches
+from engine.services.namespaces import validate_name
 
 _enc = msgspec.json.Encoder()
 _dec_labels = msgspec.json.Decoder(dict[str, str])
@@ -233,7 +234,10 @@ class SnapshotService:
         self.journal = journal
         self.backends = backends
 
-    def backend(self, snapshotter: str) -> Backend:
+    def backend(self, snapshotter: str, namespace: str | None = None) -> Backend:
+        """The named backend; also checks the containerd namespace name when one is given."""
+        if namespace is not None:
+            validate_name(namespace)
         try:
             return self.backends[snapshotter]
         except KeyError:
@@ -254,7 +258,7 @@ class SnapshotService:
 
     async def _create(self, sn: str, kind: Kind, key: str, parent: str, labels: dict[str, str] | None,
                       ns: str, actor: str) -> list[Mount]:
-        be = self.backend(sn)
+        be = self.backend(sn, ns)
         validate_key(key)
         labels = validate_labels(labels)
         chain: list[str] = []
@@ -293,7 +297,7 @@ class SnapshotService:
     # ---- reading ---------------------------------------------------------------------------------
 
     async def mounts(self, snapshotter: str, key: str, *, namespace: str) -> list[Mount]:
-        be = self.backend(snapshotter)
+        be = self.backend(snapshotter, namespace)
 
         def q(conn: sqlite3.Connection) -> tuple[_Row, list[str]]:
             row = _ready(conn, namespace, snapshotter, key)
@@ -305,19 +309,19 @@ class SnapshotService:
         return be.mounts(row.sid, row.kind, chain)
 
     async def stat(self, snapshotter: str, key: str, *, namespace: str) -> Info:
-        self.backend(snapshotter)
+        self.backend(snapshotter, namespace)
         row = await self._read(lambda c: _ready(c, namespace, snapshotter, key))
         return row.info()
 
     async def usage(self, snapshotter: str, key: str, *, namespace: str) -> Usage:
-        be = self.backend(snapshotter)
+        be = self.backend(snapshotter, namespace)
         row = await self._read(lambda c: _ready(c, namespace, snapshotter, key))
         if row.kind is Kind.COMMITTED:
             return Usage(size=row.size, inodes=row.inodes)
         return await asyncio.to_thread(be.usage, row.sid)
 
     async def walk(self, snapshotter: str, *filters: str, namespace: str) -> list[Info]:
-        self.backend(snapshotter)
+        self.backend(snapshotter, namespace)
         compiled = compile_filters(filters)
 
         def q(conn: sqlite3.Connection) -> list[_Row]:
@@ -331,7 +335,7 @@ class SnapshotService:
 
     async def commit(self, snapshotter: str, name: str, key: str, labels: dict[str, str] | None = None, *,
                      namespace: str, actor: str) -> None:
-        be = self.backend(snapshotter)
+        be = self.backend(snapshotter, namespace)
         validate_key(name, "name")
         labels = validate_labels(labels)
         row = await self._read(lambda c: _ready(c, namespace, snapshotter, key))
@@ -352,7 +356,7 @@ class SnapshotService:
 
     async def update(self, snapshotter: str, key: str, labels: dict[str, str] | None = None, *,
                      paths: Sequence[str] | None = None, namespace: str, actor: str) -> Info:
-        self.backend(snapshotter)
+        self.backend(snapshotter, namespace)
         validate_labels(labels)
         out: list[Info] = []
 
@@ -369,7 +373,7 @@ class SnapshotService:
                     updated_ns=envs[0].time_ns)
 
     async def remove(self, snapshotter: str, key: str, *, namespace: str, actor: str) -> None:
-        be = self.backend(snapshotter)
+        be = self.backend(snapshotter, namespace)
         sids: list[str] = []
 
         def decide(tx: sqlite3.Cursor) -> list[Event]:

@@ -124,3 +124,13 @@ async def test_concurrent_commands_are_decided_in_the_writer(tmp_path: Path) -> 
         ids = sorted(int(i) for i in svc.backends["overlayfs"].ids_on_disk())
         rows = await svc.journal.run_read(lambda c: sorted(int(r[0]) for r in c.execute("SELECT sid FROM snapshots")))
         assert ids == rows
+
+
+async def test_bad_namespace_and_unknown_snapshotter(tmp_path: Path) -> None:
+    from engine.errors import NotFound
+
+    async with open_service(tmp_path, "overlayfs") as svc:
+        with pytest.raises(InvalidArgument):
+            await svc.prepare("overlayfs", "k", namespace="bad/ns", actor=ACTOR)
+        with pytest.raises(NotFound):
+            await svc.prepare("zfs", "k", namespace=NS, actor=ACTOR)
