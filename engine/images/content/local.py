@@ -21,6 +21,8 @@ Design choices:
 * Commit: fsync ``data``, check the size and the digest (FailedPrecondition naming both), then rename into
   ``blobs/`` and fsync the directory, then remove the ingest. A blob already present makes it
   AlreadyExists, and the ingest is removed (the content is there).
+* A large write hashes on a helper thread while the caller's thread writes (hashlib and pwrite both
+  release the GIL), so ingest runs at the slower of the two rather than their sum.
 * Writes are only sequential: at the current offset, or at 0 to start over (containerd's Truncate(0)).
   Any other offset, a negative one, or a write past the expected total is an InvalidArgument that changes
   nothing.
@@ -36,6 +38,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,15 @@ from engine.images.content import digests
 
 MAX_REF = 4096
 _CHUNK = 1 << 20
+_PARALLEL_HASH = 256 * 1024  # writes at least this large hash and write on two threads at once
+_pool: ThreadPoolExecutor | None = None
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="content-hash")
+    return _pool
 
 
 @dataclass(frozen=True)
@@ -180,11 +192,26 @@ class Writer:
             raise InvalidArgument(f"ingest {self.ref}: write of {len(data)} bytes at offset {self.offset} "
                                   f"exceeds the expected size {self.total}")
         view = memoryview(data)
-        while view:
-            n = os.pwrite(self._fd, view, self.offset)
-            self._hash.update(view[:n])
-            self.offset += n
-            view = view[n:]
+        if len(view) < _PARALLEL_HASH:
+            while view:
+                n = os.pwrite(self._fd, view, self.offset)
+                self._hash.update(view[:n])
+                self.offset += n
+                view = view[n:]
+            return len(data)
+        # large writes: hash on a helper thread while this one writes (both release the GIL)
+        hashing = _hash_pool().submit(self._hash.update, view)
+        start, done = self.offset, 0
+        try:
+            while done < len(view):
+                done += os.pwrite(self._fd, view[done:], start + done)
+        except BaseException:
+            hashing.result()
+            os.ftruncate(self._fd, start + done)
+            self._rehash()  # the hash took bytes that were not all written: recompute from the file
+            raise
+        hashing.result()
+        self.offset = start + done
         return len(data)
 
     def truncate(self, size: int) -> None:

@@ -216,3 +216,25 @@ def test_reader_bounds(store: LocalStore) -> None:
             r.read_at(1, len(DATA) + 1)
         with pytest.raises(InvalidArgument):
             r.read_at(1, -1)
+
+
+def test_large_writes_hash_in_parallel_and_a_failed_write_leaves_a_consistent_ingest(store: LocalStore) -> None:
+    import resource
+    import signal
+
+    big = os.urandom(3 * 1024 * 1024 + 5)
+    w = store.writer("big")
+    w.write(big[:1024 * 1024])  # parallel path
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024 + 300_000, hard))
+    try:
+        with pytest.raises(OSError):  # EFBIG after a partial write
+            w.write(big[1024 * 1024:])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert w.offset == os.path.getsize(store.ingest_path("big") / "data") == 1024 * 1024 + 300_000
+    assert w.digest() == digests.of_bytes(big[:w.offset])  # hash agrees with the bytes on disk
+    w.write(big[w.offset:])
+    assert w.commit(len(big), digests.of_bytes(big)).size == len(big)
