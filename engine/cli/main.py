@@ -42,8 +42,9 @@ class _App(typer.Typer):
         except _clk.exceptions.ClickException as err:
             typer.echo(" ".join(err.format_message().split()), err=True)
             sys.exit(1)
-        except _clk.exceptions.Abort:
-            sys.exit(130)
+        except typer.Abort:  # EOF on a prompt; Ctrl-C arrives as Exit(130)
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -253,8 +254,8 @@ def journal_verify(
         typer.echo(json.dumps(report, indent=2))
     else:
         typer.echo(f"events: {report['events']}  last seq: {report['last_seq']}  head: {report['last_hash'][:16]}")
-        for err in report["chain_errors"]:
-            typer.echo(f"chain: {err}")
+        for problem in report["chain_errors"]:
+            typer.echo(f"chain: {problem}")
         for name, t in report["tables"].items():
             state = "ok" if t["ok"] else f"DIFFERS (missing {len(t['missing'])}, extra {len(t['extra'])})"
             typer.echo(f"projection {name}: {t['rows']} rows, {state}")

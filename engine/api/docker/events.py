@@ -115,6 +115,6 @@ async def get_events(services: Services, req: Request) -> StreamResponse:
         except TimeoutError:
             return
         finally:
-            await source.aclose()
+            await source.aclose()  # type: ignore[attr-defined]  # an async generator
 
     return StreamResponse(stream())

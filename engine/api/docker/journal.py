@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import cast
 
 import msgspec
 
@@ -20,7 +21,7 @@ from engine.api.docker.timefmt import parse_time_ns
 from engine.errors import InvalidArgument
 from engine.events.query import JournalQuery
 from engine.events.types import Envelope
-from engine.events.verify import verify
+from engine.events.verify import VerifyReport, verify
 from engine.services import Services
 
 _enc = msgspec.json.Encoder()
@@ -86,6 +87,7 @@ async def get_journal(services: Services, req: Request) -> StreamResponse:
     after = await start_seq()
 
     async def stream() -> AsyncIterator[bytes]:
+        source: AsyncIterator[Envelope]  # a Subscription or an async generator: both have aclose()
         if follow and (q.until_ns is None or q.until_ns > time.time_ns()):
             source = journal.subscribe(after_seq=after, match=q.match, where=where, params=params)
             timeout = None if q.until_ns is None else (q.until_ns - time.time_ns()) / 1e9
@@ -99,12 +101,12 @@ async def get_journal(services: Services, req: Request) -> StreamResponse:
         except TimeoutError:
             return
         finally:
-            await source.aclose()
+            await source.aclose()  # type: ignore[attr-defined]
 
     return StreamResponse(stream())
 
 
 async def post_verify(services: Services, req: Request) -> Response:
     projections = services.journal.projections
-    report = await services.journal.run_read(lambda conn: verify(conn, projections))
-    return Response.json(report.to_dict())  # type: ignore[union-attr]
+    report = cast(VerifyReport, await services.journal.run_read(lambda conn: verify(conn, projections)))
+    return Response.json(report.to_dict())

@@ -91,6 +91,7 @@ async def serve_docker(services: Services, cfg: Config) -> HttpServer:
             if not use_tls:
                 log.warning("!!! SERVING THE API ON %s WITHOUT TLS: anyone who can reach it is root on this host !!!",
                             host)
+            assert u.hostname and u.port  # config.validate_host checked tcp://HOST:PORT
             await server.listen_tcp(u.hostname, u.port, tls_context(cfg) if use_tls else None)
             log.info("Docker API listening on %s%s", host, " (TLS, client certificates verified)" if cfg.tlsverify else "")
         elif u.scheme == "fd":
