@@ -25,6 +25,9 @@ from engine.errors import EngineError, Unavailable
 from engine.events.journal import Journal
 from engine.events.types import DaemonInitialized, DaemonReloaded, DaemonStarted, DaemonStopped
 from engine.services import Services, all_projections
+from engine.images.snapshots import make_backend
+from engine.services.gc import open_content_services
+from engine.services.snapshots import SnapshotService
 from engine.services.namespaces import NamespaceService
 
 log = logging.getLogger("engine.daemon")
@@ -124,6 +127,15 @@ class Daemon:
                                             previous_stop_clean=clean)], namespace="", actor=ACTOR, cause="start")
         self.services = services = Services(journal=journal, namespaces=NamespaceService(journal),
                                             daemon_uuid=daemon_id, config=cfg, started_ns=time.time_ns())
+        # GC is not scheduled yet: image records are not GC roots until the images projection registers
+        # them (gc.add_source); content deleted through the API is removed at once regardless.
+        content = await open_content_services(journal, cfg.root, actor=ACTOR)
+        services.content, services.leases, services.gc = content.content, content.leases, content.gc
+        services.snapshots = SnapshotService(journal, {name: make_backend(name, cfg.root)
+                                                       for name in ("overlayfs", "native")})
+        report = await services.snapshots.recover(actor=ACTOR)
+        if any(vars(report).values()):
+            log.warning("snapshots recovered after an unclean stop: %s", report)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop, sig)

@@ -14,16 +14,18 @@ from engine.events.projection import Projection, Projections
 if TYPE_CHECKING:
     from engine.config import Config
     from engine.events.journal import Journal
+    from engine.services.content import ContentService
+    from engine.services.gc import GarbageCollector
+    from engine.services.leases import LeaseService
     from engine.services.namespaces import NamespaceService
+    from engine.services.snapshots import SnapshotService
 
 
 def all_projections() -> Projections:
     """Every projection the journal maintains, in a fixed order."""
-    from engine.services import namespaces
+    from engine.services import gc, namespaces, snapshots
 
-    projections: list[Projection] = [namespaces.PROJECTION]
-    from engine.services import snapshots; projections.append(snapshots.PROJECTION)  # noqa: E702, I001
-    projections += __import__("engine.services.gc", fromlist=["PROJECTIONS"]).PROJECTIONS  # leases, content, gc
+    projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS]
     return Projections(projections)
 
 
@@ -34,4 +36,8 @@ class Services:
     daemon_uuid: str
     config: Config
     started_ns: int = 0
+    content: ContentService | None = None
+    leases: LeaseService | None = None
+    gc: GarbageCollector | None = None
+    snapshots: SnapshotService | None = None
     extra: dict[str, object] = field(default_factory=dict)
