@@ -17,8 +17,6 @@ from engine.runtime.shim.client import ShimClient, shim_argv, spawn_from_fork_se
 from tests.support.spec import default_spec
 
 REPO = Path(__file__).resolve().parents[3]
-CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "blkio", "devices", "freezer", "cpuset", "net_cls", "perf_event",
-               "hugetlb", "net_prio", "rdma", "misc", "systemd")
 
 
 def reap_if_child(pid: int) -> None:
@@ -109,8 +107,8 @@ class ShimEnv:
         return rec, c
 
     def cgroup_dirs(self) -> list[Path]:
-        return [Path("/sys/fs/cgroup") / ctl / self.cgroup_parent for ctl in CONTROLLERS
-                if (Path("/sys/fs/cgroup") / ctl / self.cgroup_parent).is_dir()]
+        # every hierarchy: the v1 controllers and the hybrid host's cgroup2 at /sys/fs/cgroup/unified
+        return [d / self.cgroup_parent for d in Path("/sys/fs/cgroup").iterdir() if (d / self.cgroup_parent).is_dir()]
 
     async def cleanup(self) -> None:
         for c in self.clients:

@@ -28,7 +28,6 @@ async def test_true_exits_zero_and_delete_leaves_nothing(shims):
     assert wait_gone(rec["pid"]), "shim still running after Delete"
     assert not os.path.exists(rec["socket"])
     assert not os.path.exists(rec["state"])
-    assert shims.cgroup_dirs() == [] or all(not any(d.iterdir()) or True for d in shims.cgroup_dirs())
     for d in shims.cgroup_dirs():
         assert not [p for p in d.iterdir() if p.is_dir()], f"cgroup left: {d}"
 
