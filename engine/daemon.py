@@ -24,11 +24,11 @@ from engine.config import Config
 from engine.errors import EngineError, Unavailable
 from engine.events.journal import Journal
 from engine.events.types import DaemonInitialized, DaemonReloaded, DaemonStarted, DaemonStopped
-from engine.services import Services, all_projections
 from engine.images.snapshots import make_backend
+from engine.services import Services, all_projections
 from engine.services.gc import open_content_services
-from engine.services.snapshots import SnapshotService
 from engine.services.namespaces import NamespaceService
+from engine.services.snapshots import SnapshotService
 
 log = logging.getLogger("engine.daemon")
 ACTOR = "daemon"
@@ -162,15 +162,20 @@ class Daemon:
         log.info("containerd API listening on unix://%s", grpc_path)
 
     async def _stop_servers(self) -> None:
-        for server in reversed(self.servers):
+        from engine.api.containerd.server import stop_containerd
+        from engine.api.docker.http import HttpServer
+
+        async def stop(server: object) -> None:
             try:
-                if hasattr(server, "stop") and asyncio.iscoroutinefunction(server.stop):
-                    await server.stop()
-                else:  # grpclib
-                    server.close()
-                    await asyncio.wait_for(server.wait_closed(), 5)
+                await (server.stop() if isinstance(server, HttpServer) else stop_containerd(server))  # type: ignore[arg-type]
             except Exception:
                 log.exception("error while stopping a server")
+
+        # both APIs drain at once: stop accepting, finish what is in flight, close the streams
+        await asyncio.gather(*(stop(s) for s in self.servers))
+        # anything that still reaches the journal now would be recorded after daemon.stopped: refuse it
+        assert self.journal is not None
+        self.journal.seal(allow_actor=ACTOR)
         for host in self.cfg.docker_hosts:
             if host.startswith("unix://"):
                 with contextlib.suppress(FileNotFoundError):

@@ -102,6 +102,7 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._sealed_for: str | None = None
         self._readers: list[sqlite3.Connection] = []
         self._reader_lock: asyncio.Lock | None = None
         # writer-thread state
@@ -162,6 +163,10 @@ class Journal:
                 conn.execute("ROLLBACK")
                 raise
 
+    def seal(self, *, allow_actor: str) -> None:
+        """From now on only `allow_actor` may append (the daemon's last words on shutdown)."""
+        self._sealed_for = allow_actor
+
     async def close(self) -> None:
         """Finish every queued append, stop the writer, checkpoint the WAL and close."""
         if self._closed:
@@ -194,6 +199,8 @@ class Journal:
         if not events:
             raise InvalidArgument("nothing to append")
         validate_actor(actor)
+        if self._sealed_for is not None and actor != self._sealed_for:
+            raise Unavailable("the daemon is shutting down")
         fut = self._loop.create_future()
         self._requests.put(_Request(events, namespace, actor, cause, check, fut))
         return await fut
