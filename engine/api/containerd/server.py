@@ -10,6 +10,7 @@ daemon is replaced; any other file in the way is an error.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -23,15 +24,45 @@ from engine.api.containerd import registry
 from engine.api.containerd.status import translating
 
 
+class Drain:
+    """Graceful stop for grpclib, which on close() cancels every running call and keeps serving new
+    streams on connections already open: here, once draining, new calls are refused with UNAVAILABLE,
+    and unary calls in flight are waited for (streams such as Events.Subscribe are cancelled)."""
+
+    def __init__(self) -> None:
+        self.closing = False
+        self.inflight: set[asyncio.Task[Any]] = set()
+
+    def track(self, path: str, func: Any, streaming: bool) -> Any:
+        async def handler(stream: Any) -> None:
+            if self.closing:
+                raise GRPCError(Status.UNAVAILABLE, "the daemon is shutting down")
+            if streaming:
+                await func(stream)
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self.inflight.add(task)
+            try:
+                await func(stream)
+            finally:
+                self.inflight.discard(task)
+
+        return handler
+
+
 class _Translated:
     """A servicer whose handlers translate engine errors (grpclib reads ``__mapping__``)."""
 
-    def __init__(self, servicer: Any) -> None:
+    def __init__(self, servicer: Any, drain: Drain) -> None:
         self._servicer = servicer
+        self._drain = drain
 
     def __mapping__(self) -> dict[str, Handler]:
         return {
-            path: Handler(translating(path, h.func), h.cardinality, h.request_type, h.reply_type)
+            path: Handler(self._drain.track(path, translating(path, h.func),
+                                            h.cardinality in (Cardinality.UNARY_STREAM, Cardinality.STREAM_STREAM)),
+                          h.cardinality, h.request_type, h.reply_type)
             for path, h in self._servicer.__mapping__().items()
         }
 
@@ -59,17 +90,20 @@ def _unknown(path: str) -> Any:
     return handler
 
 
-def build_handlers(services: Any) -> list[Any]:
+def build_handlers(services: Any, drain: Drain | None = None) -> list[Any]:
     """Every containerd servicer, error-translated, plus the health service."""
-    return [_Translated(s) for s in registry.servicers(services)] + [Health()]
+    drain = drain or Drain()
+    return [_Translated(s, drain) for s in registry.servicers(services)] + [Health()]
 
 
 async def serve_containerd(services: Any, path: str, group: str = "engine") -> Server:
     """Start serving the containerd API on unix socket `path`; the caller closes the server.
 
-    Shut down with ``server.close(); await server.wait_closed()``.
+    Shut down with ``await stop_containerd(server)``.
     """
-    server = Server(build_handlers(services))
+    drain = Drain()
+    server = Server(build_handlers(services, drain))
+    server.engine_drain = drain  # type: ignore[attr-defined]
     # grpclib keeps the method table in a private attribute, read with .get() per request
     server._mapping = _UnknownIsUnimplemented(server._mapping)
     sockets.clear_stale(path)
@@ -77,3 +111,14 @@ async def serve_containerd(services: Any, path: str, group: str = "engine") -> S
         await server.start(path=path)
     sockets.secure(path, group)
     return server
+
+
+async def stop_containerd(server: Server, grace: float = 10.0) -> None:
+    """Stop accepting, refuse new calls, let unary calls in flight finish (up to `grace` s), then close."""
+    drain: Drain = server.engine_drain  # type: ignore[attr-defined]
+    drain.closing = True
+    server._server.close()  # the listener only; open connections keep going for the calls in flight
+    if drain.inflight:
+        await asyncio.wait(set(drain.inflight), timeout=grace)
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), grace)
