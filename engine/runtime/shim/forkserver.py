@@ -25,10 +25,11 @@ import signal
 import socket
 import sys
 
+from engine.errors import InvalidArgument
+
 
 def _warm() -> None:
     """Import what a shim will import, so the children share it."""
-    import argparse  # noqa: F401
     import selectors  # noqa: F401
     import subprocess  # noqa: F401
 
@@ -41,6 +42,62 @@ def _warm() -> None:
         open_manager("/engine-shim-warm", version=detect())
     except Exception:  # noqa: BLE001 (warming only)
         pass
+    _exercise()
+
+
+def _exercise(rounds: int = 24) -> None:
+    """Run a shim's loop, server and handlers here for a while, then take them down.
+
+    Python 3.11 specializes bytecode in place as it runs (and argparse-like work allocates all
+    over the heap): whatever a shim executes for the first time after fork dirties the pages of
+    those code objects in every shim.  Doing it once here, before gc.freeze() and fork, leaves
+    them already warm and shared (measured: bench/shim.py).
+    """
+    import shutil
+    import tempfile
+
+    from engine.runtime.shim import main as shim_main
+    from engine.runtime.shim import wire
+    from engine.runtime.shim.backend import InProcess
+    from engine.runtime.shim.loop import Loop
+    from engine.runtime.shim.server import Server
+    from engine.runtime.shim.task import Task
+
+    d = tempfile.mkdtemp(prefix="engine-shim-warm-")
+    loop = None
+    try:
+        args = shim_main.parse_args(["--id", "warm", "--socket", f"{d}/w.sock", "--state-dir", d])
+        loop = Loop()
+        task = Task(loop, InProcess(d), args.id, args.namespace, d)
+        server = Server(loop, task, args.socket, args.namespace)
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.connect(args.socket)
+        for i in range(rounds):
+            for method in ("Connect", "State", "Pids", "Subscribe", "Ack"):
+                c.sendall(wire.pack_json({"id": i, "method": method, "params": {}}))
+            for _ in range(4):
+                for key, mask in loop.sel.select(0.005):
+                    key.data(mask)
+            c.setblocking(False)
+            try:
+                wire.split_frames(bytearray(c.recv(1 << 20)))
+            except BlockingIOError:
+                pass
+            c.setblocking(True)
+            task.events.emit("warm")
+            task.reap()
+        c.close()
+        for conn in list(server.conns):
+            conn.close()
+        server.listener.close()
+    finally:
+        if loop is not None:
+            loop.sel.close()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.close(loop._wr)
+            os.close(loop._ww)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def handle(conn: socket.socket) -> None:
@@ -58,9 +115,14 @@ def handle(conn: socket.socket) -> None:
         frames = wire.split_frames(buf)
     try:
         argv = json.loads(frames[0][1])["argv"]
-        args = shim_main.parser().parse_args(argv)
-    except (ValueError, KeyError, TypeError, SystemExit):
-        conn.sendall(wire.pack_json({"error": {"code": "INVALID_ARGUMENT", "message": "bad shim arguments"}}))
+        if not isinstance(argv, list) or not all(isinstance(x, str) for x in argv):
+            raise ValueError("argv must be a list of strings")
+        args = shim_main.parse_args(argv)
+    except (ValueError, KeyError, TypeError) as e:
+        conn.sendall(wire.pack_json({"error": {"code": "INVALID_ARGUMENT", "message": f"bad shim arguments: {e}"}}))
+        return
+    except InvalidArgument as e:
+        conn.sendall(wire.pack_json({"error": wire.error_body(e)}))
         return
     pid = os.fork()
     if pid == 0:
@@ -93,19 +155,18 @@ def _close_listener() -> None:
 
 
 def main(argv: list[str]) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="engine-shim fork-server")
-    ap.add_argument("--socket", required=True)
-    args = ap.parse_args(argv)
+    if len(argv) != 2 or argv[0] != "--socket" or not argv[1]:
+        print("usage: engine-shim fork-server --socket PATH", file=sys.stderr)
+        return 2
+    path = argv[1]
     _warm()
     try:
-        os.unlink(args.socket)
+        os.unlink(path)
     except FileNotFoundError:
         pass
     lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    lst.bind(args.socket)
-    os.chmod(args.socket, 0o600)
+    lst.bind(path)
+    os.chmod(path, 0o600)
     lst.listen(128)
     _LISTENER.append(lst)
     gc.collect()
@@ -125,7 +186,7 @@ def main(argv: list[str]) -> int:
         finally:
             conn.close()
     try:
-        os.unlink(args.socket)
+        os.unlink(path)
     except FileNotFoundError:
         pass
     return 0

@@ -111,9 +111,6 @@ class Server:
         self.listener.setblocking(False)
         loop.add(self.listener.fileno(), selectors.EVENT_READ, self._accept)
         loop.on_sigchld = task.reap
-        self.methods: dict[str, Callable[[Conn, dict, int], object]] = {
-            name[3:]: getattr(self, name) for name in dir(self) if name.startswith("on_")
-        }
 
     def _accept(self, _mask: int) -> None:
         try:
@@ -151,13 +148,13 @@ class Server:
         try:
             req = json.loads(body)
             rid = req["id"]
-            method = self.methods[req["method"]]
+            method = METHODS[req["method"]]
         except (ValueError, KeyError, TypeError):
             conn.send({"id": None, "error": {"code": "INVALID_ARGUMENT", "message": "bad request"}})
             return
         params = req.get("params") or {}
         try:
-            result = method(conn, params, rid)
+            result = method(self, conn, params, rid)
         except Exception as e:  # noqa: BLE001 (every failure goes back to the caller)
             conn.send({"id": rid, "error": wire.error_body(e)})
             return
@@ -470,6 +467,10 @@ class Server:
 
 
 _DEFERRED = object()
+# built once at import (in the fork server, before it forks): nothing to allocate per shim
+METHODS: dict[str, Callable[..., object]] = {
+    name[3:]: fn for name, fn in vars(Server).items() if name.startswith("on_")
+}
 
 
 def _str(p: dict, key: str, required: bool = False) -> str:
