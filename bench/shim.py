@@ -69,8 +69,9 @@ class Bench:
         return str(b)
 
     def start_fork_server(self) -> None:
-        self.fork_server = subprocess.Popen([VENV_SHIM, "fork-server", "--socket", self.fork_sock],
-                                            stdout=subprocess.PIPE)
+        self.fork_server = subprocess.Popen(
+            [VENV_SHIM, "fork-server", "--socket", self.fork_sock], stdout=subprocess.PIPE
+        )
         assert self.fork_server.stdout is not None
         self.fork_server.stdout.readline()
 
@@ -102,8 +103,14 @@ class Bench:
         t5 = time.perf_counter()
         await c.close()
         ms = 1000.0
-        return {"spawn": (t1 - t0) * ms, "create": (t2 - t1) * ms, "start": (t3 - t2) * ms,
-                "wait": (t4 - t3) * ms, "total": (t4 - t0) * ms, "delete": (t5 - t4) * ms}
+        return {
+            "spawn": (t1 - t0) * ms,
+            "create": (t2 - t1) * ms,
+            "start": (t3 - t2) * ms,
+            "wait": (t4 - t3) * ms,
+            "total": (t4 - t0) * ms,
+            "delete": (t5 - t4) * ms,
+        }
 
     async def memory(self, mode: str, n: int) -> dict:
         clients, shim_pids = [], []
@@ -138,7 +145,9 @@ class Bench:
         for ctl in Path("/sys/fs/cgroup").iterdir():
             top = ctl / self.parent
             if top.is_dir():
-                for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]:
+                for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [
+                    top
+                ]:
                     with contextlib.suppress(OSError):
                         d.rmdir()
 
@@ -146,8 +155,12 @@ class Bench:
 async def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="shim-bench-"))
     work.chmod(0o755)
-    results: dict = {"runs": args.runs, "containers": args.containers, "modes": {},
-                     "containerd-shim-runc-v2": {"Rss_MB": 13.2, "Pss_MB": 2.6, "source": "issue 4, 50 running"}}
+    results: dict = {
+        "runs": args.runs,
+        "containers": args.containers,
+        "modes": {},
+        "containerd-shim-runc-v2": {"Rss_MB": 13.2, "Pss_MB": 2.6, "source": "issue 4, 50 running"},
+    }
     b = Bench(work, build_busybox_rootfs(work / "rootfs"))
     try:
         for mode in args.modes.split(","):
@@ -155,8 +168,10 @@ async def run(args: argparse.Namespace) -> dict:
                 b.start_fork_server()
             await b.one_true(mode)  # warm the page cache
             samples = [await b.one_true(mode) for _ in range(args.runs)]
-            lat = {k: {"median": pct([s[k] for s in samples], 50), "p90": pct([s[k] for s in samples], 90)}
-                   for k in samples[0]}
+            lat = {
+                k: {"median": pct([s[k] for s in samples], 50), "p90": pct([s[k] for s in samples], 90)}
+                for k in samples[0]
+            }
             mem = await b.memory(mode, args.containers)
             results["modes"][mode] = {"latency_ms": lat, "memory_MiB_per_shim": mem}
     finally:
@@ -174,11 +189,16 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench/shim.py needs root")
     res = asyncio.run(run(args))
-    print(f"{'mode':6} {'spawn':>8} {'create':>8} {'start':>8} {'wait':>8} {'total':>8}   {'RSS MiB':>8} {'PSS MiB':>8}")
+    print(
+        f"{'mode':6} {'spawn':>8} {'create':>8} {'start':>8} {'wait':>8} {'total':>8}   {'RSS MiB':>8} {'PSS MiB':>8}"
+    )
     for mode, r in res["modes"].items():
         lat, mem = r["latency_ms"], r["memory_MiB_per_shim"]
-        print(f"{mode:6} " + " ".join(f"{lat[k]['median']:8.1f}" for k in ("spawn", "create", "start", "wait", "total"))
-              + f"   {mem['Rss']:8.2f} {mem['Pss']:8.2f}")
+        print(
+            f"{mode:6} "
+            + " ".join(f"{lat[k]['median']:8.1f}" for k in ("spawn", "create", "start", "wait", "total"))
+            + f"   {mem['Rss']:8.2f} {mem['Pss']:8.2f}"
+        )
     print("containerd-shim-runc-v2: 13.2 MB RSS, 2.6 MB PSS per shim (issue 4)")
     out = Path(__file__).resolve().parent / "results" / "shim.json"
     out.write_text(json.dumps(res, indent=2) + "\n")

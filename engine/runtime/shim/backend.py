@@ -23,6 +23,7 @@ the container through the runtime's own inherited stdio.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -139,7 +140,10 @@ class External:
             r = subprocess.run(cmd, input=stdin, capture_output=True)
             stderr, out = r.stderr, r.stdout
         if r.returncode != 0:
-            msg = _last_message(self.log_path) or (stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+            msg = (
+                _last_message(self.log_path)
+                or (stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
+            )
             low = msg.lower()
             cls = NotFound if "does not exist" in low or "not exist" in low else FailedPrecondition
             raise cls(f"{self.name} {args[0]}: {msg or f'exit status {r.returncode}'}")
@@ -277,8 +281,6 @@ def _read_pid(path: str) -> int:
         with open(path) as f:
             pid = int(f.read().strip())
     finally:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
     return pid

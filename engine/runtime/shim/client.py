@@ -23,6 +23,7 @@ Both return the shim's pid once its socket listens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -47,18 +48,18 @@ class ShimClient:
     @classmethod
     async def connect(cls, path: str, timeout: float = 5.0) -> ShimClient:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path, limit=1 << 22), timeout)
-        except (OSError, asyncio.TimeoutError) as e:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(path, limit=1 << 22), timeout
+            )
+        except (TimeoutError, OSError) as e:
             raise Unavailable(f"connect to shim {path}: {e}".lower()) from e
         return cls(path, reader, writer)
 
     async def close(self) -> None:
         self._task.cancel()
         self._writer.close()
-        try:
+        with contextlib.suppress(OSError):
             await self._writer.wait_closed()
-        except OSError:
-            pass
 
     @property
     def connected(self) -> bool:
@@ -126,10 +127,25 @@ class ShimClient:
     async def connect_info(self) -> dict:
         return await self.call("Connect")
 
-    async def create(self, bundle: str, *, stdin: str = "", stdout: str = "", stderr: str = "",
-                     terminal: bool = False, open_stdin: bool = False, log: dict | None = None) -> dict:
-        params: dict = {"bundle": bundle, "stdin": stdin, "stdout": stdout, "stderr": stderr,
-                        "terminal": terminal, "open_stdin": open_stdin}
+    async def create(
+        self,
+        bundle: str,
+        *,
+        stdin: str = "",
+        stdout: str = "",
+        stderr: str = "",
+        terminal: bool = False,
+        open_stdin: bool = False,
+        log: dict | None = None,
+    ) -> dict:
+        params: dict = {
+            "bundle": bundle,
+            "stdin": stdin,
+            "stdout": stdout,
+            "stderr": stderr,
+            "terminal": terminal,
+            "open_stdin": open_stdin,
+        }
         if log:
             params["log"] = log
         return await self.call("Create", **params)
@@ -146,10 +162,25 @@ class ShimClient:
     async def delete(self, exec_id: str = "") -> dict:
         return await self.call("Delete", exec_id=exec_id)
 
-    async def exec(self, exec_id: str, spec: dict, *, stdin: str = "", stdout: str = "", stderr: str = "",
-                   open_stdin: bool = False) -> dict:
-        return await self.call("Exec", exec_id=exec_id, spec=spec, stdin=stdin, stdout=stdout, stderr=stderr,
-                               open_stdin=open_stdin)
+    async def exec(
+        self,
+        exec_id: str,
+        spec: dict,
+        *,
+        stdin: str = "",
+        stdout: str = "",
+        stderr: str = "",
+        open_stdin: bool = False,
+    ) -> dict:
+        return await self.call(
+            "Exec",
+            exec_id=exec_id,
+            spec=spec,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            open_stdin=open_stdin,
+        )
 
     async def resize_pty(self, width: int, height: int, exec_id: str = "") -> dict:
         return await self.call("ResizePty", exec_id=exec_id, width=width, height=height)
@@ -228,8 +259,9 @@ class ShimClient:
         await self._writer.drain()
 
 
-def shim_argv(cid: str, namespace: str, socket: str, state_dir: str, runtime: str = "",
-              runtime_root: str = "") -> list[str]:
+def shim_argv(
+    cid: str, namespace: str, socket: str, state_dir: str, runtime: str = "", runtime_root: str = ""
+) -> list[str]:
     argv = ["--id", cid, "--namespace", namespace, "--socket", socket, "--state-dir", state_dir]
     if runtime:
         argv += ["--runtime", runtime]

@@ -18,6 +18,7 @@ child at once, so it keeps no children.  Requests are handled one at a time (a f
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -38,10 +39,8 @@ def _warm() -> None:
     from engine.runtime.cgroups import detect, open_manager
     from engine.runtime.shim import backend, jsonlog, loop, procio, server, task, wire  # noqa: F401
 
-    try:
+    with contextlib.suppress(Exception):  # warming only
         open_manager("/engine-shim-warm", version=detect())
-    except Exception:  # noqa: BLE001 (warming only)
-        pass
     _exercise()
 
 
@@ -79,10 +78,8 @@ def _exercise(rounds: int = 24) -> None:
                 for key, mask in loop.sel.select(0.005):
                     key.data(mask)
             c.setblocking(False)
-            try:
+            with contextlib.suppress(BlockingIOError):
                 wire.split_frames(bytearray(c.recv(1 << 20)))
-            except BlockingIOError:
-                pass
             c.setblocking(True)
             task.events.emit("warm")
             task.reap()
@@ -119,7 +116,9 @@ def handle(conn: socket.socket) -> None:
             raise ValueError("argv must be a list of strings")
         args = shim_main.parse_args(argv)
     except (ValueError, KeyError, TypeError) as e:
-        conn.sendall(wire.pack_json({"error": {"code": "INVALID_ARGUMENT", "message": f"bad shim arguments: {e}"}}))
+        conn.sendall(
+            wire.pack_json({"error": {"code": "INVALID_ARGUMENT", "message": f"bad shim arguments: {e}"}})
+        )
         return
     except InvalidArgument as e:
         conn.sendall(wire.pack_json({"error": wire.error_body(e)}))
@@ -160,10 +159,8 @@ def main(argv: list[str]) -> int:
         return 2
     path = argv[1]
     _warm()
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
     lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     lst.bind(path)
     os.chmod(path, 0o600)
@@ -171,8 +168,13 @@ def main(argv: list[str]) -> int:
     _LISTENER.append(lst)
     gc.collect()
     gc.freeze()
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1) or lst.close())
+    stop: list[int] = []
+
+    def on_term(*_: object) -> None:
+        stop.append(1)
+        lst.close()
+
+    signal.signal(signal.SIGTERM, on_term)
     print(os.getpid(), flush=True)
     while not stop:
         try:
@@ -185,10 +187,8 @@ def main(argv: list[str]) -> int:
             pass
         finally:
             conn.close()
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
     return 0
 
 

@@ -17,6 +17,7 @@ Each entry is one line ``{"log":"...","stream":"stdout","time":"<RFC3339Nano>"}\
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -129,10 +130,8 @@ class JSONFileWriter:
         if self.max_file > 1:
             for i in range(self.max_file - 1, 0, -1):
                 src = self.path if i == 1 else f"{self.path}.{i - 1}"
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.replace(src, f"{self.path}.{i}")
-                except FileNotFoundError:
-                    pass
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         else:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_CLOEXEC, 0o640)

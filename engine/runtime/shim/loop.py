@@ -9,6 +9,7 @@ nothing is left, because the shim is a child subreaper and must reap every orpha
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import selectors
@@ -30,10 +31,8 @@ class Loop:
         self.add(self._wr, selectors.EVENT_READ, self._wakeup)
 
     def _wakeup(self, _mask: int) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.read(self._wr, 4096)
-        except BlockingIOError:
-            pass
         self.on_sigchld()
 
     def add(self, fd: int, events: int, fn: Callable[[int], None]) -> None:
@@ -43,10 +42,8 @@ class Loop:
         self.sel.modify(fd, events, fn)
 
     def remove(self, fd: int) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(fd)
-        except (KeyError, ValueError):
-            pass
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         self._tseq += 1
@@ -68,7 +65,9 @@ class Loop:
 class Writer:
     """A non-blocking fd with a bounded buffer; ``close()`` waits for the buffer to drain."""
 
-    def __init__(self, loop: Loop, fd: int, cap: int = 4 << 20, on_error: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, loop: Loop, fd: int, cap: int = 4 << 20, on_error: Callable[[], None] | None = None
+    ) -> None:
         self.loop, self.fd, self.cap = loop, fd, cap
         self.buf = bytearray()
         self.dropped = 0
@@ -129,7 +128,5 @@ class Writer:
             return
         self.closed = True
         self.loop.remove(self.fd)
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.fd)
-        except OSError:
-            pass

@@ -14,16 +14,26 @@ own stdio goes to /dev/null (or ``--log``); its cwd is /.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
 
 from engine.errors import InvalidArgument
 
-_VALUED = {"--id": "id", "--namespace": "namespace", "--socket": "socket", "--state-dir": "state_dir",
-           "--runtime": "runtime", "--runtime-root": "runtime_root", "--log": "log"}
-USAGE = "usage: engine-shim --id ID --socket PATH --state-dir DIR [--namespace NS] [--runtime PATH] " \
-        "[--runtime-root DIR] [--log FILE] [--foreground] | engine-shim fork-server --socket PATH"
+_VALUED = {
+    "--id": "id",
+    "--namespace": "namespace",
+    "--socket": "socket",
+    "--state-dir": "state_dir",
+    "--runtime": "runtime",
+    "--runtime-root": "runtime_root",
+    "--log": "log",
+}
+USAGE = (
+    "usage: engine-shim --id ID --socket PATH --state-dir DIR [--namespace NS] [--runtime PATH] "
+    "[--runtime-root DIR] [--log FILE] [--foreground] | engine-shim fork-server --socket PATH"
+)
 
 
 class Args:
@@ -71,7 +81,11 @@ def serve(args: Args, ready: Callable[[int], None]) -> int:
     state_dir = os.path.abspath(args.state_dir)
     os.makedirs(state_dir, 0o700, exist_ok=True)
     rt_root = os.path.abspath(args.runtime_root or os.path.join(state_dir, "runtime"))
-    backend = External(args.runtime, rt_root, os.path.join(state_dir, "runtime.log")) if args.runtime else InProcess(rt_root)
+    backend = (
+        External(args.runtime, rt_root, os.path.join(state_dir, "runtime.log"))
+        if args.runtime
+        else InProcess(rt_root)
+    )
     loop = Loop()
     task = Task(loop, backend, args.id, args.namespace, state_dir)
     server = Server(loop, task, os.path.abspath(args.socket), args.namespace)
@@ -110,10 +124,8 @@ def detach_and_serve(args: Args, notify: Callable[[bytes], None]) -> None:
     try:
         code = serve(args, lambda pid: notify(f"{pid}\n".encode()))
     except BaseException as e:  # noqa: BLE001 (the launcher reports it)
-        try:
+        with contextlib.suppress(OSError):
             notify(f"!{str(e) or type(e).__name__}\n".encode())
-        except OSError:
-            pass
     os._exit(code)
 
 

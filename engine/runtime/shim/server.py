@@ -24,6 +24,7 @@ A connection that goes away changes nothing but its own subscriptions.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import selectors
@@ -100,10 +101,8 @@ class Server:
         self.conns: list[Conn] = []
         self.exiting = False
         os.makedirs(os.path.dirname(socket_path), 0o711, exist_ok=True)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)
-        except FileNotFoundError:
-            pass
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(socket_path)
         os.chmod(socket_path, 0o600)
@@ -187,14 +186,24 @@ class Server:
         log = None
         if p.get("log"):
             lg = p["log"]
-            log = JSONFileWriter(_str(lg, "path", required=True), int(lg.get("max_size", -1)), int(lg.get("max_file", 1)))
+            log = JSONFileWriter(
+                _str(lg, "path", required=True), int(lg.get("max_size", -1)), int(lg.get("max_file", 1))
+            )
         io = ProcIO(
-            self.loop, "", stdin=_str(p, "stdin"), stdout=_str(p, "stdout"), stderr=_str(p, "stderr"),
-            open_stdin=bool(p.get("open_stdin")), terminal=terminal, log=log,
+            self.loop,
+            "",
+            stdin=_str(p, "stdin"),
+            stdout=_str(p, "stdout"),
+            stderr=_str(p, "stderr"),
+            open_stdin=bool(p.get("open_stdin")),
+            terminal=terminal,
+            log=log,
         )
         proc = Proc("", io)
         try:
-            pid = self._spawn(io, terminal, lambda stdio, cfd, csock: t.backend.create(t.cid, bundle, stdio, cfd, csock))
+            pid = self._spawn(
+                io, terminal, lambda stdio, cfd, csock: t.backend.create(t.cid, bundle, stdio, cfd, csock)
+            )
         except BaseException:
             io.close()
             if log is not None:
@@ -241,10 +250,8 @@ class Server:
                 conn.close()
         finally:
             lst.close()
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
         io.set_master(master)
         io.spawned()
         return pid
@@ -284,8 +291,13 @@ class Server:
             raise InvalidArgument("exec spec must be an OCI process with args")
         terminal = bool(spec.get("terminal"))
         io = ProcIO(
-            self.loop, exec_id, stdin=_str(p, "stdin"), stdout=_str(p, "stdout"), stderr=_str(p, "stderr"),
-            open_stdin=bool(p.get("open_stdin")), terminal=terminal,
+            self.loop,
+            exec_id,
+            stdin=_str(p, "stdin"),
+            stdout=_str(p, "stdout"),
+            stderr=_str(p, "stderr"),
+            open_stdin=bool(p.get("open_stdin")),
+            terminal=terminal,
         )
         t.execs[exec_id] = Proc(exec_id, io, spec)
         t.events.emit("exec_added", exec_id)
@@ -319,8 +331,10 @@ class Server:
             t.backend.kill(t.cid, sig, bool(p.get("all")))
             return {}
         if proc.status != RUNNING:
-            raise NotFound("process already finished") if proc.status == STOPPED else FailedPrecondition(
-                "process not started"
+            raise (
+                NotFound("process already finished")
+                if proc.status == STOPPED
+                else FailedPrecondition("process not started")
             )
         os.kill(proc.pid, sig)
         return {}
@@ -442,10 +456,8 @@ class Server:
         """Flush answers (briefly), then stop the loop; cleanup() runs after."""
         self.loop.remove(self.listener.fileno())
         self.listener.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
         for c in self.conns:
             c.out.close()
         self.loop.call_later(0, self._stop_when_flushed)

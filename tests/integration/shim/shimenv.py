@@ -53,8 +53,12 @@ class ShimEnv:
         self.fork_server: subprocess.Popen | None = None
 
     def bundle(self, cid: str, args: list[str], **kw) -> str:
-        spec = default_spec(args, rootfs=str(self.rootfs), cgroups_path=f"/{self.cgroup_parent}/{cid}",
-                            terminal=kw.pop("terminal", False))
+        spec = default_spec(
+            args,
+            rootfs=str(self.rootfs),
+            cgroups_path=f"/{self.cgroup_parent}/{cid}",
+            terminal=kw.pop("terminal", False),
+        )
         mem = kw.pop("memory", None)
         if mem:
             spec["linux"]["resources"]["memory"] = {"limit": mem, "swap": mem}
@@ -76,7 +80,8 @@ class ShimEnv:
         sock = str(self.workdir / "forkserver.sock")
         self.fork_server = subprocess.Popen(
             [sys.executable, "-m", "engine.runtime.shim.main", "fork-server", "--socket", sock],
-            stdout=subprocess.PIPE, cwd=str(REPO),
+            stdout=subprocess.PIPE,
+            cwd=str(REPO),
         )
         assert self.fork_server.stdout is not None
         self.fork_server.stdout.readline()
@@ -95,8 +100,17 @@ class ShimEnv:
         self.clients.append(c)
         return c
 
-    async def new(self, args: list[str], *, runtime: str = "", fork_server: str = "", create: bool = True,
-                  cid: str = "", create_kw: dict | None = None, **bundle_kw):
+    async def new(
+        self,
+        args: list[str],
+        *,
+        runtime: str = "",
+        fork_server: str = "",
+        create: bool = True,
+        cid: str = "",
+        create_kw: dict | None = None,
+        **bundle_kw,
+    ):
         cid = cid or f"c{uuid.uuid4().hex[:8]}"
         bundle = self.bundle(cid, args, **bundle_kw)
         rec = await self.spawn(cid, runtime=runtime, fork_server=fork_server)
@@ -108,7 +122,11 @@ class ShimEnv:
 
     def cgroup_dirs(self) -> list[Path]:
         # every hierarchy: the v1 controllers and the hybrid host's cgroup2 at /sys/fs/cgroup/unified
-        return [d / self.cgroup_parent for d in Path("/sys/fs/cgroup").iterdir() if (d / self.cgroup_parent).is_dir()]
+        return [
+            d / self.cgroup_parent
+            for d in Path("/sys/fs/cgroup").iterdir()
+            if (d / self.cgroup_parent).is_dir()
+        ]
 
     async def cleanup(self) -> None:
         for c in self.clients:
@@ -120,8 +138,11 @@ class ShimEnv:
             root = os.path.join(rec["state"], "runtime")
             if os.path.isdir(root):
                 if rec["runtime"]:
-                    subprocess.run([rec["runtime"], "--root", root, "delete", "--force", rec["id"]],
-                                   capture_output=True, timeout=20)
+                    subprocess.run(
+                        [rec["runtime"], "--root", root, "delete", "--force", rec["id"]],
+                        capture_output=True,
+                        timeout=20,
+                    )
                 else:
                     from engine.runtime import delete
 
@@ -154,5 +175,3 @@ class ShimEnv:
                 self.fork_server.kill()
                 self.fork_server.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-

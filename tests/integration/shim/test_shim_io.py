@@ -18,8 +18,16 @@ PROC = {"cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]}
 def go_json_string(s: str) -> str:
     """What dockerd's json-file writer makes of ``s``, built from Python's json and Go's rules."""
     out = json.dumps(s, ensure_ascii=False)
-    for short, long in (("\\t", "\\u0009"), ("\\b", "\\u0008"), ("\\f", "\\u000c"), ("<", "\\u003c"),
-                        (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for short, long in (
+        ("\\t", "\\u0009"),
+        ("\\b", "\\u0008"),
+        ("\\f", "\\u000c"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         out = out.replace(short, long)
     return out
 
@@ -33,7 +41,15 @@ def log_entries(path: str) -> list[dict]:
         # Docker's bytes: keys in order log, stream, time; compact; the time as Go's RFC3339Nano
         assert list(d) == ["log", "stream", "time"], line
         assert TIME_RE.match(d["time"]), d["time"]
-        expect = ('{"log":' + go_json_string(d["log"]) + ',"stream":"' + d["stream"] + '","time":"' + d["time"] + '"}').encode()
+        expect = (
+            '{"log":'
+            + go_json_string(d["log"])
+            + ',"stream":"'
+            + d["stream"]
+            + '","time":"'
+            + d["time"]
+            + '"}'
+        ).encode()
         assert line == expect, (line, expect)
         out.append(d)
     assert raw.endswith(b"\n")
@@ -48,7 +64,10 @@ async def test_json_file_log_is_dockers(shims):
     assert (await asyncio.wait_for(c.wait(), 10))["exit_status"] == 0
     ents = log_entries(log)
     assert [(e["stream"], e["log"]) for e in ents if e["stream"] == "stdout"] == [
-        ("stdout", "hello\n"), ("stdout", "tab\there\n"), ("stdout", "no newline")]
+        ("stdout", "hello\n"),
+        ("stdout", "tab\there\n"),
+        ("stdout", "no newline"),
+    ]
     assert [e["log"] for e in ents if e["stream"] == "stderr"] == ['<b>&"x"\n']
     with open(log, "rb") as f:
         assert b'"log":"\\u003cb\\u003e\\u0026\\"x\\"\\n","stream":"stderr"' in f.read()
@@ -59,7 +78,9 @@ async def test_json_file_log_is_dockers(shims):
 async def test_long_lines_split_like_docker(shims):
     log = str(shims.workdir / "logs" / "long-json.log")
     # 40000 'a' then a newline: Docker writes 16384 + 16384 (partial, no newline) + 7232 + "\n"
-    _, c = await shims.new(["sh", "-c", "head -c 40000 /dev/zero | tr '\\0' a; echo"], create_kw={"log": {"path": log}})
+    _, c = await shims.new(
+        ["sh", "-c", "head -c 40000 /dev/zero | tr '\\0' a; echo"], create_kw={"log": {"path": log}}
+    )
     await c.start()
     await asyncio.wait_for(c.wait(), 10)
     ents = log_entries(log)
@@ -122,8 +143,14 @@ async def test_output_never_blocks_without_reader(shims):
     out = str(shims.workdir / "fifo-out")
     os.mkfifo(out)
     log = str(shims.workdir / "logs" / "big-json.log")
-    _, c = await shims.new(["sh", "-c", "i=0; while [ $i -lt 20000 ]; do echo 0123456789012345678901234567890123456789012345; i=$((i+1)); done"],
-                           create_kw={"stdout": out, "log": {"path": log}})
+    _, c = await shims.new(
+        [
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 20000 ]; do echo 0123456789012345678901234567890123456789012345; i=$((i+1)); done",
+        ],
+        create_kw={"stdout": out, "log": {"path": log}},
+    )
     await c.start()
     assert (await asyncio.wait_for(c.wait(), 30))["exit_status"] == 0
     assert len(log_entries(log)) == 20000
@@ -132,8 +159,10 @@ async def test_output_never_blocks_without_reader(shims):
 
 async def test_several_readers_and_stdin_write_close(shims):
     log = str(shims.workdir / "logs" / "att-json.log")
-    _, c = await shims.new(["sh", "-c", "while read l; do echo o-$l; echo e-$l >&2; done; echo bye"],
-                           create_kw={"open_stdin": True, "log": {"path": log}})
+    _, c = await shims.new(
+        ["sh", "-c", "while read l; do echo o-$l; echo e-$l >&2; done; echo bye"],
+        create_kw={"open_stdin": True, "log": {"path": log}},
+    )
     c2 = await shims.client(shims.shims[-1])
 
     async def collect(cl):
@@ -158,8 +187,11 @@ async def test_several_readers_and_stdin_write_close(shims):
 
 
 async def test_tty_container_and_resize(shims):
-    _, c = await shims.new(["sh", "-c", "stty size; read x; echo got-$x; stty size"], terminal=True,
-                           create_kw={"terminal": True, "open_stdin": True})
+    _, c = await shims.new(
+        ["sh", "-c", "stty size; read x; echo got-$x; stty size"],
+        terminal=True,
+        create_kw={"terminal": True, "open_stdin": True},
+    )
 
     async def collect():
         buf = b""
@@ -233,7 +265,13 @@ async def test_exec_stdin_and_events(shims):
         evs.append((ev["type"], ev["exec_id"]))
         if ev["type"] == "exit":
             break
-    assert evs == [("create", ""), ("start", ""), ("exec_added", "cat"), ("exec_started", "cat"), ("exit", "cat")]
+    assert evs == [
+        ("create", ""),
+        ("start", ""),
+        ("exec_added", "cat"),
+        ("exec_started", "cat"),
+        ("exit", "cat"),
+    ]
     await c.kill(9)
     await asyncio.wait_for(c.wait(), 10)
     await c.delete()

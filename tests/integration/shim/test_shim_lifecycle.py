@@ -8,7 +8,6 @@ import os
 import pytest
 
 from engine.errors import FailedPrecondition, NotFound, Unavailable
-
 from tests.integration.shim.shimenv import wait_gone
 
 

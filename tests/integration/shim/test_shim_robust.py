@@ -10,7 +10,6 @@ import os
 import pytest
 
 from engine.errors import FailedPrecondition, NotFound
-
 from engine.runtime.shim.client import ShimClient
 from tests.integration.shim.shimenv import wait_gone
 
@@ -66,8 +65,10 @@ async def test_zombies_are_reaped(shims):
 
 
 async def test_exits_while_disconnected_are_delivered_on_reconnect(shims):
-    rec, c = await shims.new(["sh", "-c", "sleep 0.5; echo late; exit 9"],
-                             create_kw={"log": {"path": str(shims.workdir / "logs" / "r-json.log")}})
+    rec, c = await shims.new(
+        ["sh", "-c", "sleep 0.5; echo late; exit 9"],
+        create_kw={"log": {"path": str(shims.workdir / "logs" / "r-json.log")}},
+    )
     await c.start()
     evs = await _events_until(c, 0, "start")
     last = evs[-1]["seq"]
@@ -99,8 +100,11 @@ async def test_external_runtime(shims, runtime):
         pytest.fail(f"{runtime} is missing")
     log = str(shims.workdir / "logs" / "ext-json.log")
     try:
-        rec, c = await shims.new(["sh", "-c", "echo out; read x; echo got-$x; exit 4"], runtime=runtime,
-                                 create_kw={"log": {"path": log}, "open_stdin": True})
+        rec, c = await shims.new(
+            ["sh", "-c", "echo out; read x; echo got-$x; exit 4"],
+            runtime=runtime,
+            create_kw={"log": {"path": log}, "open_stdin": True},
+        )
     except FailedPrecondition as e:
         # crun refuses this machine's hybrid cgroup layout; the shim must say so, then nothing is left
         assert runtime.endswith("crun") and "cgroups in hybrid mode not supported" in str(e), e
@@ -124,7 +128,9 @@ async def test_external_runtime(shims, runtime):
 async def test_external_runtime_exec_pause_stats(shims):
     rec, c = await shims.new(["sleep", "100"], runtime="/usr/sbin/runc")
     await c.start()
-    await c.exec("e", {"args": ["sh", "-c", "exit 3"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}})
+    await c.exec(
+        "e", {"args": ["sh", "-c", "exit 3"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}
+    )
     await c.start("e")
     assert (await asyncio.wait_for(c.wait("e"), 10))["exit_status"] == 3
     await c.pause()
