@@ -29,6 +29,8 @@ async def test_true_exits_zero_and_delete_leaves_nothing(shims):
     assert not os.path.exists(rec["state"])
     for d in shims.cgroup_dirs():
         assert not [p for p in d.iterdir() if p.is_dir()], f"cgroup left: {d}"
+    with open("/proc/self/mountinfo") as f:
+        assert str(shims.workdir) not in f.read(), "a mount is left under the test's work dir"
 
 
 @pytest.mark.parametrize("code", [0, 3, 42, 255])

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from engine.errors import FailedPrecondition, NotFound
-from engine.runtime.shim.client import ShimClient
+from engine.errors import FailedPrecondition, InvalidArgument, NotFound
+from engine.runtime.shim.client import ShimClient, spawn_from_fork_server
 from tests.integration.shim.shimenv import wait_gone
 
 
@@ -39,15 +39,9 @@ async def test_oom_kill_exit_137_and_oom_event(shims):
     await c.delete()
 
 
-async def test_zombies_are_reaped(shims):
-    """PID 1 of the container never reaps (no pid namespace: orphans come to the shim)."""
-    # the init is `sleep`-like and never waits; its children exit at once and stay zombies
-    # until their parent exits; the orphaned grandchild is reparented to the shim (subreaper)
-    script = "(sleep 0.2 &) ; sh -c 'sleep 0.3 & exec sleep 100' & exec sleep 100"
-    rec, c = await shims.new(["sh", "-c", script], no_pidns=True)
-    await c.start()
-    await asyncio.sleep(1.0)
-    zombies = []
+def _children(ppid: int) -> dict[int, str]:
+    """pid -> state of every process whose parent is ``ppid``."""
+    out = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -56,9 +50,26 @@ async def test_zombies_are_reaped(shims):
                 rest = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if rest[0] == "Z" and int(rest[1]) == rec["pid"]:
-            zombies.append(int(d))
-    assert zombies == [], f"zombies left under the shim: {zombies}"
+        if int(rest[1]) == ppid:
+            out[int(d)] = rest[0]
+    return out
+
+
+async def test_zombies_are_reaped(shims):
+    """PID 1 of the container never reaps; without a pid namespace its orphans come to the shim."""
+    # `(sleep 1 &)`: the subshell exits at once, so its `sleep 1` is orphaned and, the shim being
+    # a child subreaper, adopted by the shim; when it exits the shim must reap it
+    rec, c = await shims.new(["sh", "-c", "(sleep 1 &); (sleep 1 &); exec sleep 100"], no_pidns=True)
+    await c.start()
+    task_pid = (await c.connect_info())["task_pid"]
+    await asyncio.sleep(0.4)
+    adopted = {p for p, st in _children(rec["pid"]).items() if p != task_pid}
+    assert len(adopted) == 2, f"orphans not adopted by the shim: {_children(rec['pid'])}"
+    await asyncio.sleep(1.2)
+    left = _children(rec["pid"])
+    assert not (adopted & set(left)), f"orphans not reaped by the shim: {left}"
+    assert [st for st in left.values() if st == "Z"] == []
+    assert (await c.state())["status"] == "running"
     await c.kill(9, all=True)
     await asyncio.wait_for(c.wait(), 10)
     await c.delete()
@@ -147,6 +158,10 @@ async def test_external_runtime_exec_pause_stats(shims):
 
 async def test_fork_server_shims(shims):
     server = shims.start_fork_server()
+    with pytest.raises(InvalidArgument, match="unknown argument '--bogus'"):
+        await spawn_from_fork_server(server, ["--bogus"])
+    with pytest.raises(InvalidArgument, match="--state-dir is required"):
+        await spawn_from_fork_server(server, ["--id", "x", "--socket", str(shims.workdir / "x.sock")])
     recs = []
     for _ in range(3):
         rec, c = await shims.new(["sh", "-c", "echo hi; exit 2"], fork_server=server)
