@@ -61,6 +61,11 @@ class Proc:
 
 
 class Events:
+    """Numbered events kept until acknowledged; past ``MAX_KEPT`` the oldest non-exit ones go
+    (an exit is never dropped: it is what a returning daemon most needs)."""
+
+    MAX_KEPT = 4096
+
     def __init__(self, cid: str, namespace: str) -> None:
         self.cid, self.namespace = cid, namespace
         self.seq = 0
@@ -72,6 +77,11 @@ class Events:
         ev = {"seq": self.seq, "type": type_, "time": time.time_ns(), "id": self.cid, "exec_id": exec_id}
         ev.update(fields)
         self.kept.append(ev)
+        if len(self.kept) > self.MAX_KEPT:
+            for i, old in enumerate(self.kept):
+                if old["type"] != "exit":
+                    del self.kept[i]
+                    break
         for conn in list(self.subscribers):
             conn.send_event(ev)
         return ev

@@ -119,3 +119,19 @@ async def test_shim_sigkilled_client_sees_connection_gone(shims):
         await asyncio.wait_for(waiter, 5)
     with pytest.raises(Unavailable):
         await c.state()
+
+
+async def test_shutdown_keeps_a_live_task_and_ends_an_empty_shim(shims):
+    rec, c = await shims.new(["sleep", "100"])
+    await c.start()
+    assert (await c.shutdown()) == {"exiting": False}
+    assert (await c.state())["status"] == "running"
+    await c.kill(9)
+    await asyncio.wait_for(c.wait(), 10)
+    await c.delete()
+    assert wait_gone(rec["pid"])
+    # a shim that never got a task goes on Shutdown and leaves nothing
+    rec2, c2 = await shims.new(["true"], create=False)
+    assert (await c2.shutdown()) == {"exiting": True}
+    assert wait_gone(rec2["pid"])
+    assert not os.path.exists(rec2["socket"]) and not os.path.exists(rec2["state"])
