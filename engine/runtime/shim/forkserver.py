@@ -14,6 +14,15 @@ For each request the server forks; the child does what ``engine-shim`` does with
 answer on the request's connection once its socket listens.  The server reaps the middle
 child at once, so it keeps no children.  Requests are handled one at a time (a fork takes
 ~1 ms).  SIGTERM stops it; running shims are unaffected.
+
+Measured with bench/shim.py on this machine kind (50 ``sleep`` containers, one shim each):
+forked shims 3.1 MiB PSS / 13.9 MiB RSS each and 14 ms for spawn+create+start+wait of
+/bin/true (spawn 3.3 ms); fresh ``engine-shim`` processes 7.4 MiB PSS and 48 ms (spawn 32 ms).
+containerd-shim-runc-v2: 2.6 MB PSS, 13.2 MB RSS.  What a forked shim dirties, measured with
+smaps: ~0.8 MiB just by existing next to an active parent, ~0.8 MiB for its loop and server,
+~1 MiB for a container (stdio, log writer, OOM watch, start); argparse alone had cost 1.2 MiB
+(hence main.parse_args), and the runtime's create/exec work runs in a short-lived helper
+(backend.in_helper) so the pages it touches never become the shim's.
 """
 
 from __future__ import annotations
