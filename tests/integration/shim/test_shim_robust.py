@@ -186,3 +186,48 @@ async def test_stats_pids_update(shims):
     await c.kill(9)
     await asyncio.wait_for(c.wait(), 10)
     await c.delete()
+
+
+async def test_external_runtime_tty_and_exec_tty(shims):
+    """runc hands the pty master over the shim's console socket, for the init and for an exec."""
+    rec, c = await shims.new(
+        ["sh", "-c", "stty size; read x; echo got-$x"],
+        runtime="/usr/sbin/runc",
+        terminal=True,
+        create_kw={"terminal": True, "open_stdin": True},
+    )
+    out = b""
+
+    async def collect():
+        nonlocal out
+        async for _s, data in c.attach():
+            out += data
+
+    await c.resize_pty(90, 20)
+    t = asyncio.ensure_future(collect())
+    await asyncio.sleep(0.05)
+    await c.start()
+    await c.exec(
+        "t",
+        {"args": ["tty"], "cwd": "/", "env": ["PATH=/bin"], "terminal": True, "user": {"uid": 0, "gid": 0}},
+    )
+    got = b""
+
+    async def collect_exec():
+        nonlocal got
+        async for _s, data in c.attach("t"):
+            got += data
+
+    te = asyncio.ensure_future(collect_exec())
+    await asyncio.sleep(0.05)
+    await c.start("t")
+    assert (await asyncio.wait_for(c.wait("t"), 10))["exit_status"] == 0
+    await asyncio.wait_for(te, 10)
+    assert got.startswith(b"/dev/pts/"), got
+    c.write_stdin(b"yo\n")
+    assert (await asyncio.wait_for(c.wait(), 10))["exit_status"] == 0
+    await asyncio.wait_for(t, 10)
+    out = out.replace(b"\r\n", b"\n")
+    assert b"20 90\n" in out and b"got-yo\n" in out, out
+    await c.delete()
+    assert wait_gone(rec["pid"])
