@@ -55,11 +55,12 @@ def test_socket_is_0660(api: Api) -> None:
 
 async def test_every_containerd_method_is_registered(api: Api) -> None:
     """A stub answers UNIMPLEMENTED with its full name; nothing answers the transport error."""
-    checked = 0
+    checked = registered = 0
     for info in registry.SERVICES:
         servicer = registry.implementation(info.base) or registry.complete(info.base)
         inst = servicer.__new__(servicer)
         for path, handler in inst.__mapping__().items():
+            registered += 1
             method = path.rsplit("/", 1)[1]
             if method not in registry.unimplemented_methods(servicer):
                 continue
@@ -72,8 +73,8 @@ async def test_every_containerd_method_is_registered(api: Api) -> None:
             assert exc.value.status == Status.UNIMPLEMENTED, path
             assert exc.value.message == f"{path[1:]} is not implemented yet"
             checked += 1
-    # containerd 1.6's 66 gRPC methods minus the 11 we implement, plus 1.7's services
-    assert checked >= 50
+    # every method of containerd 1.6's 12 services (66) plus 1.7's is registered, implemented or not
+    assert registered >= 66 and checked > 0
 
 
 async def test_an_unknown_service_is_still_unimplemented(api: Api) -> None:
