@@ -15,7 +15,8 @@ Diff (containerd's walking differ): ``images.diff.diff_mounts(left, right)`` wri
 `left` into `right` (OCI media types only: plain, ``+gzip`` — the default —, ``+zstd``) into a content
 ingest under ``ref`` (a unique one when empty) and commits it with the request's labels plus
 ``containerd.io/uncompressed`` = the diff id. The diff runs in a thread; its output is buffered to 1 MiB
-and each chunk handed to the async content writer on the event loop. Content that already exists is
+and each chunk handed to the async content writer on the event loop. An OSError from mounting or
+walking (a client's mounts that do not exist, say) is UNKNOWN with its message, as containerd answers it. Content that already exists is
 not an error (the answer describes it). The ingest is protected by the request's lease
 (``containerd-lease``) and aborted when the diff fails.
 """
@@ -23,6 +24,7 @@ not an error (the answer describes it). The ingest is protected by the request's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import secrets
@@ -36,7 +38,7 @@ from engine.api.containerd.gen.containerd.services.diff.v1.diff_grpc import Diff
 from engine.api.containerd.gen.containerd.types import descriptor_pb2
 from engine.api.containerd.registry import implements
 from engine.api.containerd.snapshots import mount_from_pb
-from engine.errors import AlreadyExists, InvalidArgument, Unavailable, Unimplemented
+from engine.errors import AlreadyExists, EngineError, InvalidArgument, Unavailable, Unimplemented
 from engine.images.diff import diff_mounts
 from engine.images.unpack import GZIP_MAGIC, ZSTD_MAGIC, apply_layer
 
@@ -163,7 +165,10 @@ class DiffServicer(DiffBase):
 
     @staticmethod
     def _apply(reader: Any, mounts: list[Any], sync_fs: bool) -> Any:
-        res = apply_layer(io.BufferedReader(_BlobStream(reader), CHUNK), mounts)  # type: ignore[arg-type]
+        try:
+            res = apply_layer(io.BufferedReader(_BlobStream(reader), CHUNK), mounts)  # type: ignore[arg-type]
+        except OSError as err:
+            raise EngineError(f"apply: {err}") from err
         if sync_fs:
             os.sync()
         return res
@@ -186,16 +191,17 @@ class DiffServicer(DiffBase):
             out = _LoopWriter(w, asyncio.get_running_loop())
 
             def run() -> Any:
-                r = diff_mounts(left, right, out, compression=compression)  # type: ignore[arg-type]
+                try:
+                    r = diff_mounts(left, right, out, compression=compression)  # type: ignore[arg-type]
+                except OSError as err:
+                    raise EngineError(f"diff: {err}") from err
                 out.flush_chunk()
                 return r
 
             res = await asyncio.to_thread(run)
             labels = {**dict(req.labels), UNCOMPRESSED_LABEL: res.diff_id}
-            try:
+            with contextlib.suppress(AlreadyExists):
                 await w.commit(res.compressed_size, res.digest, labels)
-            except AlreadyExists:
-                pass
             committed = True
         finally:
             await w.close()
@@ -205,7 +211,5 @@ class DiffServicer(DiffBase):
         await stream.send_message(pb.DiffResponse(diff=_descriptor(media_type, info.digest, info.size)))
 
     async def _abort(self, ns: str, ref: str, actor: str) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the diff's own error is the one to report
             await self.content.abort(ns, ref, actor=actor)
-        except Exception:  # noqa: BLE001  (the diff's own error is the one to report)
-            pass

@@ -387,3 +387,38 @@ def test_apply_refuses_bad_input_and_writes_nothing(engine_daemon: Any) -> None:
     got = apply(d, "overlayfs", "target", gz_dgst, "application/vnd.docker.image.rootfs.diff.tar")
     assert got.digest == "sha256:" + hashlib.sha256(tar).hexdigest()
     assert os.listdir(upper) == ["file"]
+
+
+def test_diff_refuses_bad_input_and_leaves_no_ingest(engine_daemon: Any) -> None:
+    d = engine_daemon
+    snap(d, "overlayfs", "prepare", "x", "")
+    good = printed_mounts(d, "overlayfs", "x")
+    missing = tempfile.mkdtemp(prefix="eng-snap-gone-")
+    os.rmdir(missing)
+
+    def pbm(ms: list[Mount]) -> list[Any]:
+        from engine.api.containerd.snapshots import mount_pb
+        return [mount_pb(m) for m in ms]
+
+    def diff_code(**kw: Any) -> Status:
+        return grpc_code(d, lambda _, diff: diff.Diff(dpb.DiffRequest(**kw), metadata=MD))
+
+    assert diff_code(right=pbm(good), media_type="application/x-nope") == Status.UNIMPLEMENTED
+    assert diff_code(left=pbm(good)) == Status.INVALID_ARGUMENT  # no upper mounts
+    assert diff_code(right=pbm([Mount("bind", missing, ("rbind", "ro"))]), ref="bad-diff") == Status.UNKNOWN
+    assert rows(d.ctr("content", "active").stdout)[1:] == []
+    assert rows(d.ctr("content", "ls").stdout)[1:] == []
+    # and a good one through the same client: the empty base layer, committed under its ref's digest
+    got = grpc(d, lambda _, diff: diff.Diff(dpb.DiffRequest(right=pbm(good), media_type=OCI_TAR,
+                                                               labels={"k": "v"}), metadata=MD))
+    assert got.diff.media_type == OCI_TAR
+    blob = subprocess.run(["ctr", "--address", d.containerd_sock, "content", "get", got.diff.digest],
+                          capture_output=True, timeout=30, check=True).stdout
+    assert len(blob) == got.diff.size and "sha256:" + hashlib.sha256(blob).hexdigest() == got.diff.digest
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tf:
+        assert tf.getnames() == []  # an empty snapshot: an empty layer
+    labels = rows(d.ctr("content", "ls").stdout)[1][-1]
+    assert "k=v" in labels and f"containerd.io/uncompressed={got.diff.digest}" in labels
+    # nothing mounted is left behind
+    with open("/proc/self/mountinfo") as f:
+        assert "engine-diff-" not in f.read()
