@@ -26,6 +26,7 @@ from engine.events.journal import Journal
 from engine.events.types import DaemonInitialized, DaemonReloaded, DaemonStarted, DaemonStopped
 from engine.images.snapshots import make_backend
 from engine.services import Services, all_projections
+from engine.services.containers import ContainerService
 from engine.services.gc import open_content_services
 from engine.services.namespaces import NamespaceService
 from engine.services.snapshots import SnapshotService
@@ -133,6 +134,7 @@ class Daemon:
         services.content, services.leases, services.gc = content.content, content.leases, content.gc
         services.snapshots = SnapshotService(journal, {name: make_backend(name, cfg.root)
                                                        for name in ("overlayfs", "native")})
+        services.containers = ContainerService(journal)
         report = await services.snapshots.recover(actor=ACTOR)
         if any(vars(report).values()):
             log.warning("snapshots recovered after an unclean stop: %s", report)

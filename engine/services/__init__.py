@@ -14,6 +14,7 @@ from engine.events.projection import Projection, Projections
 if TYPE_CHECKING:
     from engine.config import Config
     from engine.events.journal import Journal
+    from engine.services.containers import ContainerService
     from engine.services.content import ContentService
     from engine.services.gc import GarbageCollector
     from engine.services.leases import LeaseService
@@ -23,9 +24,10 @@ if TYPE_CHECKING:
 
 def all_projections() -> Projections:
     """Every projection the journal maintains, in a fixed order."""
-    from engine.services import gc, namespaces, snapshots
+    from engine.services import containers, gc, namespaces, snapshots
 
-    projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS]
+    projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS,
+                                     containers.PROJECTION]
     return Projections(projections)
 
 
@@ -40,4 +42,5 @@ class Services:
     leases: LeaseService | None = None
     gc: GarbageCollector | None = None
     snapshots: SnapshotService | None = None
+    containers: ContainerService | None = None
     extra: dict[str, object] = field(default_factory=dict)

@@ -54,14 +54,21 @@ def migration_files() -> list[tuple[int, str, str]]:
         if m:
             out.append((int(m.group(1)), m.group(2), entry.read_text()))
     out.sort()
-    for i, (version, name, _) in enumerate(out, start=1):
-        if version != i:
-            raise DataLoss(f"migrations are not numbered 1..n: {version:04d}_{name} is at position {i}")
+    seen: dict[int, str] = {}
+    for version, name, _ in out:
+        if version in seen:
+            raise DataLoss(f"two migrations share number {version:04d}: {seen[version]} and {name}")
+        seen[version] = name
     return out
 
 
 def migrate(conn: sqlite3.Connection, upto: int | None = None) -> list[int]:
-    """Apply every migration not yet applied, each in its own transaction; returns the versions applied."""
+    """Apply every migration not yet applied, each in its own transaction; returns the versions applied.
+
+    Numbers are unique and applied in increasing order; a gap is allowed (numbers are handed out to work
+    in progress), so a migration may run after a higher-numbered one that landed first: each migration
+    only adds its own tables.
+    """
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ns INTEGER NOT NULL)"
