@@ -124,7 +124,8 @@ def _stub(service: str, method: str) -> Callable[..., Any]:
 
 def servicers(services: Any) -> list[object]:
     """One servicer instance per containerd service: ours where implemented, stubs elsewhere."""
-    import engine.api.containerd.content  # noqa: F401  (registration side effects)
+    import engine.api.containerd.containers  # noqa: F401  (registration side effects)
+    import engine.api.containerd.content  # noqa: F401
     import engine.api.containerd.diff  # noqa: F401
     import engine.api.containerd.events  # noqa: F401
     import engine.api.containerd.introspection  # noqa: F401
