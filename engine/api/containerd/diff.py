@@ -151,7 +151,8 @@ class DiffServicer(DiffBase):
         if desc.media_type not in APPLY_MEDIA_TYPES:
             raise Unimplemented(f"apply: unsupported diff media type {desc.media_type!r}")
         mounts = [mount_from_pb(m) for m in req.mounts]
-        with await self.content.reader_at(ns, desc.digest) as reader:
+        reader = await self.content.reader_at(ns, desc.digest)
+        try:
             if desc.size and desc.size != reader.size:
                 raise InvalidArgument(f"apply: {desc.digest} has {reader.size} bytes, the descriptor says "
                                       f"{desc.size}")
@@ -160,13 +161,18 @@ class DiffServicer(DiffBase):
             if want is not None and found != want:
                 raise InvalidArgument(f"apply: {desc.digest} is compressed with {found}, its media type "
                                       f"{desc.media_type} says {want}")
-            res = await asyncio.to_thread(self._apply, reader, mounts, req.sync_fs)
+        except BaseException:
+            reader.close()
+            raise
+        # the thread owns the reader from here: a cancelled call must not close it under a running apply
+        res = await asyncio.to_thread(self._apply, reader, mounts, req.sync_fs)
         await stream.send_message(pb.ApplyResponse(applied=_descriptor(LAYER, res.diff_id, res.size)))
 
     @staticmethod
     def _apply(reader: Any, mounts: list[Any], sync_fs: bool) -> Any:
         try:
-            res = apply_layer(io.BufferedReader(_BlobStream(reader), CHUNK), mounts)  # type: ignore[arg-type]
+            with reader:
+                res = apply_layer(io.BufferedReader(_BlobStream(reader), CHUNK), mounts)  # type: ignore[arg-type]
         except OSError as err:
             raise EngineError(f"apply: {err}") from err
         if sync_fs:
