@@ -32,6 +32,7 @@ from engine.api.containerd.gen.containerd.services.diff.v1.diff_grpc import Diff
 from engine.api.containerd.gen.containerd.services.snapshots.v1 import snapshots_pb2 as spb
 from engine.api.containerd.gen.containerd.services.snapshots.v1.snapshots_grpc import SnapshotsStub
 from engine.api.containerd.gen.containerd.types import descriptor_pb2
+from engine.api.containerd.snapshots import mount_pb
 from engine.images.snapshots import Mount, mount_all, unmount_all
 from tests.e2e.containerd.test_ctr import ctr_events, parse_event, wait_subscribed
 
@@ -410,7 +411,6 @@ def test_diff_refuses_bad_input_and_leaves_no_ingest(engine_daemon: Any) -> None
     os.rmdir(missing)
 
     def pbm(ms: list[Mount]) -> list[Any]:
-        from engine.api.containerd.snapshots import mount_pb
         return [mount_pb(m) for m in ms]
 
     def diff_code(**kw: Any) -> Status:
@@ -435,3 +435,52 @@ def test_diff_refuses_bad_input_and_leaves_no_ingest(engine_daemon: Any) -> None
     # nothing mounted is left behind
     with open("/proc/self/mountinfo") as f:
         assert "engine-diff-" not in f.read()
+
+
+def test_plugins_report_snapshots_and_diff(engine_daemon: Any) -> None:
+    d = engine_daemon
+    status = {r[1]: r[3] for r in rows(d.ctr("plugins", "ls", "type==io.containerd.grpc.v1").stdout)[1:]}
+    assert status["snapshots"] == "ok" and status["diff"] == "ok"
+    detail = d.ctr("plugins", "ls", "-d", "id==snapshots").stdout
+    assert rows(detail.split("Exports:", 1)[1]) == [["unimplemented", "Cleanup"]]
+
+
+def _envelope(event: Any, cause: str = "api") -> Any:
+    from engine.events.types import Envelope
+
+    return Envelope(seq=1, time_ns=1, namespace="default", type=event.TYPE, subject="s", actor="t", cause=cause,
+                    schema=1, event=event, prev_hash=b"", hash=b"")
+
+
+def test_topics_carry_the_snapshotter_and_skip_recovery() -> None:
+    """What ctr 1.6 cannot show: the 1.7 ``snapshotter`` field, and no events for what recovery or gc did."""
+    # the snapshot rows of the topic table were registered by importing engine.api.containerd.snapshots above
+    from engine.api.containerd import topics
+    from engine.api.containerd.gen.containerd.events import snapshot_pb2
+    from engine.services.snapshots import (
+        SnapshotCommitted,
+        SnapshotPrepared,
+        SnapshotPrepareFailed,
+        SnapshotPrepareRequested,
+        SnapshotRemoved,
+    )
+
+    prep = SnapshotPrepareRequested(snapshotter="native", key="k", sid="1", kind="active", parent="p")
+    topic, msg = topics.to_containerd(_envelope(prep))  # type: ignore[misc]
+    assert topic == "/snapshot/prepare" and msg.type_url == "containerd.events.SnapshotPrepare"
+    assert snapshot_pb2.SnapshotPrepare.FromString(msg.value) == snapshot_pb2.SnapshotPrepare(
+        key="k", parent="p", snapshotter="native")
+    commit = SnapshotCommitted(snapshotter="native", key="k", name="n", sid="1")
+    topic, msg = topics.to_containerd(_envelope(commit))  # type: ignore[misc]
+    assert snapshot_pb2.SnapshotCommit.FromString(msg.value).snapshotter == "native"
+    removed = SnapshotRemoved(snapshotter="native", key="k", sid="1")
+    assert topics.to_containerd(_envelope(removed))[0] == "/snapshot/remove"  # type: ignore[index]
+    quiet = [
+        _envelope(SnapshotPrepareRequested(snapshotter="native", key="v", sid="2", kind="view")),
+        _envelope(SnapshotPrepared(snapshotter="native", key="k", sid="1")),
+        _envelope(SnapshotPrepareFailed(snapshotter="native", key="k", sid="1")),
+        _envelope(SnapshotRemoved(snapshotter="native", key="k", sid="1", reason="missing"), cause="recover"),
+        _envelope(SnapshotRemoved(snapshotter="native", key="k", sid="1"), cause="recover"),
+        _envelope(SnapshotRemoved(snapshotter="native", key="k", sid="1"), cause="gc"),
+    ]
+    assert [topics.to_containerd(env) for env in quiet] == [None] * len(quiet)
