@@ -175,7 +175,7 @@ def test_ctr_snapshots_lifecycle(engine_daemon: Any, sn: str) -> None:
     assert "size=big" in out and "color" not in out
     assert json.loads(snap(d, sn, "info", "child").stdout)["Labels"]["size"] == "big"
     # List filters (ctr 1.6's ls sends none): containerd's syntax, alternatives or'ed
-    async def listed(snaps: SnapshotsStub, _: DiffStub) -> list[tuple[str, int]]:
+    async def listed(snaps: SnapshotsStub, _: DiffStub) -> list[list[tuple[str, Any]]]:
         out = []
         for flt in (["kind==active"], ["parent==base,labels.size==big"], ["name~=^b", "kind==view"]):
             msgs = await snaps.List(spb.ListSnapshotsRequest(snapshotter=sn, filters=flt), metadata=MD)
