@@ -172,6 +172,16 @@ def lease_adaptor(lease: Lease) -> Adaptor:
     return adapt
 
 
+def validate_lease_id(id_: str) -> str:
+    """containerd only asks a lease id to be given (ctr makes ones like `321579006--6n5`, `8317-_1Me`);
+    we also refuse what could not be printed or stored sanely."""
+    if not id_:
+        raise InvalidArgument("lease id must be provided")
+    if len(id_) > 256 or any(ch in id_ for ch in "\x00/\n\r"):
+        raise InvalidArgument(f"invalid lease id {id_[:64]!r}: at most 256 characters, no NUL, '/' or newline")
+    return id_
+
+
 class LeaseService:
     """Local implementation of containerd's Leases service."""
 
@@ -182,7 +192,7 @@ class LeaseService:
     async def create(self, namespace: str, id_: str, labels: dict[str, str] | None = None, *,
                      actor: str) -> Lease:
         validate_name(namespace)
-        validate_name(id_)
+        validate_lease_id(id_)
         labels = validate_labels(labels or {})
 
         def decide(tx: sqlite3.Cursor) -> list[Event]:

@@ -278,3 +278,13 @@ async def test_journal_verify_replays_content_lease_and_gc_history(env: Env) -> 
         assert (t.missing, t.extra) == ([], []), table
     # left: ns keeps its gc.root content; the expired lease, its content and the unreferenced copy in "other" went
     assert report.tables["content"].rows == 1 and report.tables["leases"].rows == 0
+
+
+async def test_lease_ids_as_ctr_makes_them(env: Env) -> None:
+    """ctr's random lease ids (`<nanos>-<base64url>`) can hold `--`, `-_` or end in `_`: containerd takes any
+    non-empty id, so must we; ids that could not be stored or printed sanely are refused."""
+    for id_ in ("321579006--6n5", "831758684-_1Me", "12-abc_", "a"):
+        await env.leases.create("default", id_, actor="t")
+    for bad in ("", "a/b", "x\x00y", "l\n", "x" * 257):
+        with pytest.raises(InvalidArgument):
+            await env.leases.create("default", bad, actor="t")
