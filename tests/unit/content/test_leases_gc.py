@@ -40,7 +40,7 @@ async def test_lease_crud_and_filters(env: Env) -> None:
     with pytest.raises(AlreadyExists, match="lease 'l1': already exists"):
         await ls.create("ns", "l1", actor="t")
     with pytest.raises(InvalidArgument):
-        await ls.create("ns", "bad id!", actor="t")
+        await ls.create("ns", "bad/id", actor="t")
     assert [le.id for le in await ls.list("ns")] == ["l1", "l2"]
     assert [le.id for le in await ls.list("ns", ["labels.team==a"])] == ["l1"]
     assert [le.id for le in await ls.list("ns", ["id==l2"])] == ["l2"]
