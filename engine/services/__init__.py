@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 
 def all_projections() -> Projections:
     """Every projection the journal maintains, in a fixed order."""
-    from engine.services import containers, gc, namespaces, snapshots
+    from engine.services import containers, gc, namespaces, snapshots, task_events
 
     projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS,
-                                     containers.PROJECTION]
+                                     containers.PROJECTION, task_events.PROJECTION]
     return Projections(projections)
 
 

@@ -1,0 +1,489 @@
+"""containerd tasks: a container's running instance, driven through its shim, as a journal projection.
+
+``TaskService`` is the local implementation of containerd's Tasks service. Its events and the
+``tasks``/``task_execs`` projection are in task_events.py; recovery after a daemon restart is in
+task_recovery.py. Layout on disk (all derived from the config's two roots):
+
+* bundle: ``<exec-root>/bundles/<ns>/<id>/`` with ``config.json`` (the container's spec, as stored)
+  and ``rootfs/`` (the rootfs mounts mounted on it, when any are given);
+* shim socket: ``<exec-root>/shims/<ns>/<id>.sock``; shim state dir: ``<root>/shims/<ns>/<id>``
+  (the shim's ``exit.json`` and, for the in-process runtime, ``runtime/`` — the runtime's state).
+
+Design choices:
+
+* Commands on one task are serialised by a per-(namespace, id) ``asyncio.Lock``; reads are SELECTs
+  and never wait for it. Validation that depends on state runs inside the journal's transaction
+  (``check``), so a refused command appends nothing and touches nothing.
+* Each shim has one client and one *pump*: a background task reading the shim's event stream and
+  journaling what the daemon must never miss (exits, OOM kills) with the shim's event number, then
+  acknowledging it to the shim. A resubscribe after a restart starts after the last recorded number,
+  and the projection refuses a number it already has, so nothing is recorded twice or lost.
+* Outcomes that a short process can overtake (``task.started`` after ``task.exited``) cannot move a
+  task backwards: the projection only moves ``created → running``.
+* ``wait`` follows the journal, not the shim: it answers from the projection, and across a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from engine.errors import (
+    AlreadyExists,
+    EngineError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    Unimplemented,
+)
+from engine.events.journal import Journal
+from engine.runtime.shim.client import ShimClient, shim_argv, spawn_from_fork_server, spawn_shim
+from engine.services import task_events as te
+from engine.services.namespaces import validate_name
+
+if TYPE_CHECKING:
+    from engine.config import Config
+    from engine.services.containers import ContainerService
+
+log = logging.getLogger(__name__)
+PROJECTION = te.PROJECTION
+Key = tuple[str, str]
+
+
+class ExecProcess(msgspec.Struct, frozen=True):
+    exec_id: str
+    status: str
+    pid: int = 0
+    exit_status: int = 0
+    exited_at: int = 0
+
+
+class Task(msgspec.Struct, frozen=True, kw_only=True):
+    namespace: str
+    id: str
+    status: str
+    pid: int = 0
+    exit_status: int = 0
+    exited_at: int = 0
+    pending: str = ""
+    bundle: str = ""
+    shim_socket: str = ""
+    state_dir: str = ""
+    shim_pid: int = 0
+    shim_seq: int = 0
+    mounts: tuple[te.RootfsMount, ...] = ()
+    stdin: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    terminal: bool = False
+    execs: tuple[ExecProcess, ...] = ()
+
+
+_COLS = ("namespace, id, status, pid, exit_status, exited_at, pending, bundle, shim_socket, state_dir, shim_pid,"
+         " shim_seq, mounts, stdin, stdout, stderr, terminal")
+_mounts_dec = msgspec.json.Decoder(tuple[te.RootfsMount, ...])
+
+
+def _from_row(conn: sqlite3.Connection | sqlite3.Cursor, r: tuple) -> Task:
+    execs = tuple(ExecProcess(*e) for e in conn.execute(
+        "SELECT exec_id, status, pid, exit_status, exited_at FROM task_execs WHERE namespace = ? AND id = ?"
+        " ORDER BY exec_id", (r[0], r[1])))
+    return Task(namespace=r[0], id=r[1], status=r[2], pid=r[3], exit_status=r[4], exited_at=r[5], pending=r[6],
+                bundle=r[7], shim_socket=r[8], state_dir=r[9], shim_pid=r[10], shim_seq=r[11],
+                mounts=_mounts_dec.decode(r[12]), stdin=r[13], stdout=r[14], stderr=r[15], terminal=bool(r[16]),
+                execs=execs)
+
+
+def read_task(conn: sqlite3.Connection | sqlite3.Cursor, ns: str, cid: str) -> Task | None:
+    r = conn.execute(f"SELECT {_COLS} FROM tasks WHERE namespace = ? AND id = ?", (ns, cid)).fetchone()
+    return _from_row(conn, r) if r else None
+
+
+def read_all(conn: sqlite3.Connection, ns: str | None = None) -> list[Task]:
+    sql = f"SELECT {_COLS} FROM tasks" + (" WHERE namespace = ?" if ns is not None else "") + " ORDER BY namespace, id"
+    return [_from_row(conn, r) for r in conn.execute(sql, (ns,) if ns is not None else ()).fetchall()]
+
+
+def _need(tx: sqlite3.Cursor, ns: str, cid: str) -> Task:
+    t = read_task(tx, ns, cid)
+    if t is None:
+        raise NotFound(f"task {cid!r} in namespace {ns!r}: not found")
+    return t
+
+
+class TaskService:
+    """containerd's Tasks service, over shims; see the module docstring."""
+
+    def __init__(self, journal: Journal, containers: ContainerService, config: Config, *, runtime: str = "",
+                 fork_server: str = "", shim_executable: str = "") -> None:
+        self.journal, self.containers, self.config = journal, containers, config
+        self.runtime = runtime  # an OCI runtime binary (runc, crun); "" = the in-process engine runtime
+        self.fork_server = fork_server
+        self.shim_executable = shim_executable
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._clients: dict[Key, ShimClient] = {}
+        self._pumps: dict[Key, asyncio.Task] = {}
+        self._deleting: set[Key] = set()
+        self._listed: asyncio.Event | None = None  # set once recovery knows which tasks it must look at
+        self._recovering: dict[Key, asyncio.Event] = {}
+        self.recovery: asyncio.Task | None = None
+
+    # ---- paths ----------------------------------------------------------------------------------
+    def bundle_dir(self, ns: str, cid: str) -> Path:
+        return Path(self.config.exec_root) / "bundles" / ns / cid
+
+    def shim_socket(self, ns: str, cid: str) -> Path:
+        return Path(self.config.exec_root) / "shims" / ns / f"{cid}.sock"
+
+    def state_dir(self, ns: str, cid: str) -> Path:
+        return Path(self.config.root) / "shims" / ns / cid
+
+    # ---- plumbing -------------------------------------------------------------------------------
+    def _lock(self, key: Key) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _ready(self, key: Key) -> None:
+        """Wait until recovery has dealt with this task (commands only; reads never wait)."""
+        if self._listed is not None:
+            await self._listed.wait()
+            ev = self._recovering.get(key)
+            if ev is not None:
+                await ev.wait()
+
+    @contextlib.asynccontextmanager
+    async def _command(self, key: Key) -> AsyncIterator[None]:
+        """Wait for the task's recovery (outside the lock: recovery takes it), then hold its lock."""
+        await self._ready(key)
+        async with self._lock(key):
+            yield
+
+    async def _append(self, key: Key, events: Any, *, actor: str, cause: str = "api", check: Any = None) -> list:
+        return await self.journal.append(events, namespace=key[0], actor=actor, cause=cause, check=check)
+
+    async def _client(self, key: Key, t: Task) -> ShimClient:
+        c = self._clients.get(key)
+        if c is not None and c.connected:
+            return c
+        c = await ShimClient.connect(t.shim_socket)
+        self._clients[key] = c
+        return c
+
+    def start_pump(self, key: Key, client: ShimClient, after: int, backlog_until: int = 0) -> None:
+        old = self._pumps.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._pumps[key] = asyncio.get_running_loop().create_task(self._pump(key, client, after, backlog_until))
+
+    async def _stop_pump(self, key: Key) -> None:
+        pump = self._pumps.pop(key, None)
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+
+    async def _pump(self, key: Key, client: ShimClient, after: int, backlog_until: int) -> None:
+        """Journal the shim's exits and OOM kills in order; events up to `backlog_until` were missed."""
+        try:
+            async for ev in client.events(after=after):
+                cause = "recover" if ev["seq"] <= backlog_until else "shim"
+                await self.record_shim_event(key, ev, cause=cause)
+                with contextlib.suppress(EngineError):
+                    await client.ack(ev["seq"])
+        except Unavailable as err:
+            if key in self._deleting:
+                return
+            log.warning("task %s/%s: shim connection lost: %s", key[0], key[1], err)
+            from engine.services.task_recovery import shim_gone
+
+            self._pumps.pop(key, None)
+            async with self._lock(key):
+                await shim_gone(self, key, cause="shim")
+        except Exception:
+            log.exception("task %s/%s: event pump failed", *key)
+
+    async def record_shim_event(self, key: Key, ev: dict, *, cause: str) -> None:
+        cid, seq, exec_id = key[1], ev["seq"], ev.get("exec_id", "")
+        out: te.Event | None = None
+        if ev["type"] == "exit" and not exec_id:
+            out = te.TaskExited(container_id=cid, pid=ev["pid"], exit_status=ev["exit_status"],
+                                exited_at=ev["exited_at"], shim_seq=seq)
+        elif ev["type"] == "exit":
+            out = te.TaskExecExited(container_id=cid, exec_id=exec_id, pid=ev["pid"], exit_status=ev["exit_status"],
+                                    exited_at=ev["exited_at"], shim_seq=seq)
+        elif ev["type"] == "oom":
+            out = te.TaskOOM(container_id=cid, oom_kills=ev.get("oom_kills", 0), shim_seq=seq)
+        if out is None:
+            return
+        with contextlib.suppress(te.Duplicate):
+            await self._append(key, [out], actor="shim", cause=cause)
+
+    # ---- commands --------------------------------------------------------------------------------
+    async def create(self, namespace: str, container_id: str, *, rootfs_mounts: Sequence[Any] = (), stdin: str = "",
+                     stdout: str = "", stderr: str = "", terminal: bool = False, checkpoint: str | None = None,
+                     options: Any = None, actor: str) -> Task:
+        """Write the bundle, mount the rootfs, start a shim and create the container's init in it."""
+        validate_name(namespace)
+        if checkpoint:
+            raise Unimplemented("creating a task from a checkpoint is not supported")
+        c = await self.containers.get(namespace, container_id)
+        if c.spec is None or not c.spec.value:
+            raise InvalidArgument(f"container {container_id!r} has no spec")
+        try:
+            spec = json.loads(c.spec.value)
+        except ValueError as err:
+            raise InvalidArgument(f"container {container_id!r}: the spec is not JSON: {err}") from None
+        if not isinstance(spec, dict) or not isinstance(spec.get("process"), dict):
+            raise InvalidArgument(f"container {container_id!r}: the spec has no process")
+        mounts = tuple(te.RootfsMount(m.type, m.source, tuple(m.options)) for m in rootfs_mounts)
+        key = (namespace, container_id)
+        bundle, sock, state = self.bundle_dir(*key), self.shim_socket(*key), self.state_dir(*key)
+
+        def check(tx: sqlite3.Cursor) -> None:
+            if read_task(tx, namespace, container_id) is not None:
+                raise AlreadyExists(f"task {container_id!r}: already exists")
+
+        async with self._command(key):
+            await self._append(key, [te.TaskCreateRequested(
+                container_id=container_id, bundle=str(bundle), shim_socket=str(sock), state_dir=str(state),
+                mounts=mounts, stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal)], actor=actor, check=check)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, _write_bundle, bundle, c.spec.value, mounts)
+                argv = shim_argv(container_id, namespace, str(sock), str(state), runtime=self.runtime)
+                shim_pid = await (spawn_from_fork_server(self.fork_server, argv) if self.fork_server
+                                  else spawn_shim(argv, self.shim_executable))
+                client = await ShimClient.connect(str(sock))
+                self._clients[key] = client
+                res = await client.create(str(bundle), stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal,
+                                          open_stdin=bool(stdin))
+            except BaseException as err:
+                from engine.services.task_recovery import teardown
+
+                client = self._clients.pop(key, None)
+                await teardown(self, key, client, str(bundle), str(state), str(sock), mounts)
+                await self._append(key, [te.TaskCreateFailed(container_id=container_id, error=str(err) or repr(err))],
+                                   actor=actor)
+                if isinstance(err, EngineError) or not isinstance(err, Exception):
+                    raise
+                raise Unavailable(f"create task {container_id!r}: {err}") from err
+            await self._append(key, [te.TaskCreated(container_id=container_id, pid=res["pid"], shim_pid=shim_pid)],
+                               actor=actor)
+            self.start_pump(key, client, 0)
+            return await self.get(namespace, container_id)
+
+    async def start(self, namespace: str, container_id: str, exec_id: str = "", *, actor: str) -> int:
+        """Start the init (or an added exec); returns its pid."""
+        key = (namespace, container_id)
+
+        def check(tx: sqlite3.Cursor) -> None:
+            t = _need(tx, namespace, container_id)
+            if not exec_id:
+                if t.status != te.CREATED:
+                    raise FailedPrecondition(f"task {container_id!r} is {t.status}: it can only be started once")
+                return
+            e = next((e for e in t.execs if e.exec_id == exec_id), None)
+            if e is None:
+                raise NotFound(f"exec {exec_id!r} in task {container_id!r}: not found")
+            if e.status != te.CREATED:
+                raise FailedPrecondition(f"exec {exec_id!r} is {e.status}: it can only be started once")
+            if t.status != te.RUNNING:
+                raise FailedPrecondition(f"cannot start an exec in a {t.status} task {container_id!r}")
+
+        async with self._command(key):
+            await self._append(key, [te.TaskStartRequested(container_id=container_id, exec_id=exec_id)], actor=actor,
+                               check=check)
+            try:
+                t = await self.get(namespace, container_id)
+                res = await (await self._client(key, t)).start(exec_id)
+            except EngineError as err:
+                await self._append(key, [te.TaskStartFailed(container_id=container_id, exec_id=exec_id,
+                                                            error=str(err))], actor=actor)
+                raise
+            ev: te.Event = (te.TaskExecStarted(container_id=container_id, exec_id=exec_id, pid=res["pid"]) if exec_id
+                            else te.TaskStarted(container_id=container_id, pid=res["pid"]))
+            await self._append(key, [ev], actor=actor)
+            return int(res["pid"])
+
+    async def _live(self, key: Key, what: str, *, allow: tuple[str, ...] = (te.CREATED, te.RUNNING, te.PAUSED)
+                    ) -> tuple[Task, ShimClient]:
+        t = await self.get(*key)
+        if t.status not in allow:
+            raise FailedPrecondition(f"cannot {what} a {t.status} task {key[1]!r}")
+        return t, await self._client(key, t)
+
+    async def kill(self, namespace: str, container_id: str, signal: int = 15, *, all: bool = False,  # noqa: A002
+                   exec_id: str = "", actor: str) -> None:
+        key = (namespace, container_id)
+        async with self._command(key):
+            t = await self.get(namespace, container_id)
+            if t.status == te.STOPPED and not all and not exec_id:
+                raise NotFound(f"task {container_id!r}: process already finished")
+            _, client = await self._live(key, "kill", allow=(te.CREATED, te.RUNNING, te.PAUSED, te.STOPPED))
+            await client.kill(signal, exec_id, all)
+            await self._append(key, [te.TaskKilled(container_id=container_id, signal=signal, all=all,
+                                                   exec_id=exec_id)], actor=actor)
+
+    async def pause(self, namespace: str, container_id: str, *, actor: str) -> None:
+        await self._simple(namespace, container_id, "pause", te.TaskPaused, actor, allow=(te.RUNNING,))
+
+    async def resume(self, namespace: str, container_id: str, *, actor: str) -> None:
+        await self._simple(namespace, container_id, "resume", te.TaskResumed, actor, allow=(te.PAUSED,))
+
+    async def _simple(self, ns: str, cid: str, what: str, event: type, actor: str, allow: tuple[str, ...]) -> None:
+        key = (ns, cid)
+        async with self._command(key):
+            _, client = await self._live(key, what, allow=allow)
+            await getattr(client, what)()
+            await self._append(key, [event(container_id=cid)], actor=actor)
+
+    async def update(self, namespace: str, container_id: str, resources: dict, *, actor: str) -> None:
+        if not isinstance(resources, dict):
+            raise InvalidArgument("resources must be an object (OCI linux.resources)")
+        key = (namespace, container_id)
+        async with self._command(key):
+            _, client = await self._live(key, "update", allow=(te.CREATED, te.RUNNING, te.PAUSED))
+            await client.update(resources)
+            await self._append(key, [te.TaskUpdated(container_id=container_id, resources=resources)], actor=actor)
+
+    async def exec(self, namespace: str, container_id: str, exec_id: str, spec: dict, *, stdin: str = "",
+                   stdout: str = "", stderr: str = "", terminal: bool = False, actor: str) -> None:
+        """Add an exec process (an OCI process spec); start it with ``start(..., exec_id)``."""
+        validate_name(exec_id)
+        if not isinstance(spec, dict) or not spec.get("args"):
+            raise InvalidArgument("exec spec must be an OCI process with args")
+        key = (namespace, container_id)
+        async with self._command(key):
+            t = await self.get(namespace, container_id)
+            if any(e.exec_id == exec_id for e in t.execs):
+                raise AlreadyExists(f"exec {exec_id!r} already exists in task {container_id!r}")
+            _, client = await self._live(key, "exec in", allow=(te.CREATED, te.RUNNING, te.PAUSED))
+            await client.exec(exec_id, {**spec, "terminal": terminal}, stdin=stdin, stdout=stdout, stderr=stderr,
+                              open_stdin=bool(stdin))
+            await self._append(key, [te.TaskExecAdded(container_id=container_id, exec_id=exec_id)], actor=actor)
+
+    async def resize_pty(self, namespace: str, container_id: str, width: int, height: int,
+                         exec_id: str = "") -> None:
+        _, client = await self._live((namespace, container_id), "resize the terminal of")
+        await client.resize_pty(width, height, exec_id)
+
+    async def close_io(self, namespace: str, container_id: str, exec_id: str = "") -> None:
+        _, client = await self._live((namespace, container_id), "close the stdin of")
+        await client.close_io(exec_id)
+
+    async def pids(self, namespace: str, container_id: str) -> list[dict]:
+        _, client = await self._live((namespace, container_id), "list the processes of")
+        return await client.pids()
+
+    async def metrics(self, namespace: str, container_id: str) -> dict:
+        _, client = await self._live((namespace, container_id), "read the metrics of")
+        return await client.stats()
+
+    async def delete(self, namespace: str, container_id: str, exec_id: str = "", *, actor: str) -> Task:
+        """Delete an exec process, or the task: collect the exit, end the shim, unmount, remove the bundle."""
+        key = (namespace, container_id)
+        async with self._command(key):
+            t = await self.get(namespace, container_id)
+            if exec_id:
+                e = next((e for e in t.execs if e.exec_id == exec_id), None)
+                if e is None:
+                    raise NotFound(f"exec {exec_id!r} in task {container_id!r}: not found")
+                if e.status == te.RUNNING:
+                    raise FailedPrecondition(f"cannot delete a running exec {exec_id!r}")
+                res = await (await self._client(key, t)).delete(exec_id)
+                await self._append(key, [te.TaskExecDeleted(container_id=container_id, exec_id=exec_id,
+                                                            exit_status=res.get("exit_status", 0))], actor=actor)
+                return await self.get(namespace, container_id)
+
+            def check(tx: sqlite3.Cursor) -> None:
+                cur = _need(tx, namespace, container_id)
+                if cur.status not in (te.CREATED, te.STOPPED):
+                    raise FailedPrecondition(f"cannot delete a {cur.status} task {container_id!r}: kill it first")
+                running = [e.exec_id for e in cur.execs if e.status == te.RUNNING]
+                if running:
+                    raise FailedPrecondition(f"cannot delete task {container_id!r}: exec processes are running")
+
+            await self._append(key, [te.TaskDeleteRequested(container_id=container_id)], actor=actor, check=check)
+            from engine.services.task_recovery import finish_delete
+
+            return await finish_delete(self, key, actor=actor, cause="api")
+
+    # ---- reads --------------------------------------------------------------------------------------
+    async def get(self, namespace: str, container_id: str) -> Task:
+        t = await self.journal.run_read(lambda conn: read_task(conn, namespace, container_id))
+        if t is None:
+            raise NotFound(f"task {container_id!r} in namespace {namespace!r}: not found")
+        return t  # type: ignore[return-value]
+
+    async def list(self, namespace: str | None = None) -> list[Task]:
+        return await self.journal.run_read(lambda conn: read_all(conn, namespace))  # type: ignore[return-value]
+
+    async def wait(self, namespace: str, container_id: str, exec_id: str = "") -> tuple[int, int]:
+        """(exit_status, exited_at) once the process has exited, as the journal records it."""
+        types = {"task.exec_exited"} if exec_id else {"task.exited", "task.vanished", "task.deleted"}
+        sub = self.journal.subscribe(match=lambda env: env.namespace == namespace and env.subject == container_id
+                                     and env.type in types)
+        try:
+            while True:
+                t = await self.get(namespace, container_id)
+                if exec_id:
+                    e = next((e for e in t.execs if e.exec_id == exec_id), None)
+                    if e is None:
+                        raise NotFound(f"exec {exec_id!r} in task {container_id!r}: not found")
+                    if e.status == te.STOPPED:
+                        return e.exit_status, e.exited_at
+                elif t.status == te.STOPPED or (t.status == te.DELETING and t.pending == te.STOPPED):
+                    return t.exit_status, t.exited_at
+                env = await sub.__anext__()
+                if env.type == "task.deleted":
+                    return env.event.exit_status, env.event.exited_at
+        finally:
+            await sub.aclose()
+
+    # ---- life cycle ---------------------------------------------------------------------------------
+    def start_recovery(self) -> asyncio.Task:
+        """Begin recovery in the background (DESIGN §2.5); commands on a task wait for its turn."""
+        from engine.services.task_recovery import recover
+
+        self._listed = asyncio.Event()
+        self.recovery = asyncio.get_running_loop().create_task(recover(self))
+        return self.recovery
+
+    async def close(self) -> None:
+        """Stop following shims (they keep running); the next daemon recovers them."""
+        if self.recovery is not None and not self.recovery.done():
+            self.recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.recovery
+        for key in list(self._pumps):
+            await self._stop_pump(key)
+        for c in self._clients.values():
+            await c.close()
+        self._clients.clear()
+
+
+def _write_bundle(bundle: Path, spec: bytes, mounts: Sequence[te.RootfsMount]) -> None:
+    if bundle.exists():
+        shutil.rmtree(bundle)
+    bundle.mkdir(parents=True, mode=0o711)
+    tmp = bundle / "config.json.tmp"
+    tmp.write_bytes(spec)
+    os.rename(tmp, bundle / "config.json")
+    (bundle / "rootfs").mkdir(mode=0o755)
+    if mounts:
+        from engine.images.snapshots import mount_all
+        from engine.images.snapshots.base import Mount
+
+        mount_all([Mount(m.type, m.source, tuple(m.options)) for m in mounts], str(bundle / "rootfs"))
