@@ -85,6 +85,8 @@ async def _end_shim(client: ShimClient | None) -> None:
         return
     with contextlib.suppress(EngineError):
         await client.kill(9, "", True)
+    with contextlib.suppress(EngineError, TimeoutError):  # the runtime state goes with the shim: delete first
+        await asyncio.wait_for(client.wait(), 10)
     with contextlib.suppress(EngineError):
         await client.delete()
     with contextlib.suppress(EngineError):
