@@ -200,7 +200,11 @@ class TaskService:
         try:
             async for ev in client.events(after=after):
                 cause = "recover" if ev["seq"] <= backlog_until else "shim"
-                await self.record_shim_event(key, ev, cause=cause)
+                try:
+                    await self.record_shim_event(key, ev, cause=cause)
+                except EngineError as err:  # the journal refused (closing, sealed): the shim keeps the event
+                    log.warning("task %s/%s: shim event %d not recorded: %s", key[0], key[1], ev["seq"], err)
+                    return
                 with contextlib.suppress(EngineError):
                     await client.ack(ev["seq"])
         except Unavailable as err:
@@ -272,8 +276,8 @@ class TaskService:
             except BaseException as err:
                 from engine.services.task_recovery import teardown
 
-                client = self._clients.pop(key, None)
-                await teardown(self, key, client, str(bundle), str(state), str(sock), mounts)
+                stale = self._clients.pop(key, None)
+                await teardown(self, key, stale, str(bundle), str(state), str(sock), mounts)
                 await self._append(key, [te.TaskCreateFailed(container_id=container_id, error=str(err) or repr(err))],
                                    actor=actor)
                 if isinstance(err, EngineError) or not isinstance(err, Exception):
@@ -447,7 +451,7 @@ class TaskService:
                 elif t.status == te.STOPPED or (t.status == te.DELETING and t.pending == te.STOPPED):
                     return t.exit_status, t.exited_at
                 env = await sub.__anext__()
-                if env.type == "task.deleted":
+                if isinstance(env.event, te.TaskDeleted):
                     return env.event.exit_status, env.event.exited_at
         finally:
             await sub.aclose()
