@@ -61,6 +61,7 @@ class TaskCreateRequested(_TaskEvent, frozen=True):
     stdout: str = ""
     stderr: str = ""
     terminal: bool = False
+    log_path: str = ""
 
 
 class TaskCreated(_TaskEvent, frozen=True):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -265,7 +266,10 @@ async def _resolve(svc: TaskService, key: Key, t: Task) -> None:
         elif st.get("status") == te.RUNNING and now.status == te.PAUSED:
             await svc._append(key, [te.TaskResumed(container_id=t.id)], actor=ACTOR, cause="recover")
     now = await svc.get(*key)
-    svc.start_pump(key, client, now.shim_seq, backlog_until=int(info.get("last_seq", 0)))
+    caught_up = svc.start_pump(key, client, now.shim_seq, backlog_until=int(info.get("last_seq", 0)))
+    # what happened while the daemon was down is journaled before a command on the task may run
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(caught_up.wait(), 30)
 
 
 async def clean_orphans(svc: TaskService) -> list[tuple[str, str]]:
@@ -287,7 +291,7 @@ async def clean_orphans(svc: TaskService) -> list[tuple[str, str]]:
     cleaned = []
     for key, kinds in sorted(found.items()):
         async with svc._lock(key):
-            known = await svc.journal.run_read(lambda conn, k=key: read_task(conn, *k))
+            known = await svc.journal.run_read(functools.partial(read_task, ns=key[0], cid=key[1]))
             if known is not None:
                 continue
             sock = str(svc.shim_socket(*key))

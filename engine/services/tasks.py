@@ -182,11 +182,17 @@ class TaskService:
         self._clients[key] = c
         return c
 
-    def start_pump(self, key: Key, client: ShimClient, after: int, backlog_until: int = 0) -> None:
+    def start_pump(self, key: Key, client: ShimClient, after: int, backlog_until: int = 0) -> asyncio.Event:
+        """Follow the shim's events after `after`; the returned Event is set once the backlog is journaled."""
         old = self._pumps.pop(key, None)
         if old is not None:
             old.cancel()
-        self._pumps[key] = asyncio.get_running_loop().create_task(self._pump(key, client, after, backlog_until))
+        caught_up = asyncio.Event()
+        if backlog_until <= after:
+            caught_up.set()
+        self._pumps[key] = asyncio.get_running_loop().create_task(
+            self._pump(key, client, after, backlog_until, caught_up))
+        return caught_up
 
     async def _stop_pump(self, key: Key) -> None:
         pump = self._pumps.pop(key, None)
@@ -195,19 +201,24 @@ class TaskService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pump
 
-    async def _pump(self, key: Key, client: ShimClient, after: int, backlog_until: int) -> None:
+    async def _pump(self, key: Key, client: ShimClient, after: int, backlog_until: int,
+                    caught_up: asyncio.Event) -> None:
         """Journal the shim's exits and OOM kills in order; events up to `backlog_until` were missed."""
         try:
             async for ev in client.events(after=after):
                 cause = "recover" if ev["seq"] <= backlog_until else "shim"
                 try:
-                    await self.record_shim_event(key, ev, cause=cause)
+                    recorded = await self.record_shim_event(key, ev, cause=cause)
                 except EngineError as err:  # the journal refused (closing, sealed): the shim keeps the event
                     log.warning("task %s/%s: shim event %d not recorded: %s", key[0], key[1], ev["seq"], err)
                     return
-                with contextlib.suppress(EngineError):
-                    await client.ack(ev["seq"])
+                if recorded:  # only what the journal holds is acknowledged, so a resubscribe gets the rest
+                    with contextlib.suppress(EngineError):
+                        await client.ack(ev["seq"])
+                if ev["seq"] >= backlog_until:
+                    caught_up.set()
         except Unavailable as err:
+            caught_up.set()  # recovery holds the lock while it waits for the backlog
             if key in self._deleting:
                 return
             log.warning("task %s/%s: shim connection lost: %s", key[0], key[1], err)
@@ -218,8 +229,11 @@ class TaskService:
                 await shim_gone(self, key, cause="shim")
         except Exception:
             log.exception("task %s/%s: event pump failed", *key)
+        finally:
+            caught_up.set()
 
-    async def record_shim_event(self, key: Key, ev: dict, *, cause: str) -> None:
+    async def record_shim_event(self, key: Key, ev: dict, *, cause: str) -> bool:
+        """Journal an exit or OOM kill from the shim; False for the kinds the journal does not keep."""
         cid, seq, exec_id = key[1], ev["seq"], ev.get("exec_id", "")
         out: te.Event | None = None
         if ev["type"] == "exit" and not exec_id:
@@ -231,15 +245,20 @@ class TaskService:
         elif ev["type"] == "oom":
             out = te.TaskOOM(container_id=cid, oom_kills=ev.get("oom_kills", 0), shim_seq=seq)
         if out is None:
-            return
+            return False
         with contextlib.suppress(te.Duplicate):
             await self._append(key, [out], actor="shim", cause=cause)
+        return True
 
     # ---- commands --------------------------------------------------------------------------------
     async def create(self, namespace: str, container_id: str, *, rootfs_mounts: Sequence[Any] = (), stdin: str = "",
                      stdout: str = "", stderr: str = "", terminal: bool = False, checkpoint: str | None = None,
-                     options: Any = None, actor: str) -> Task:
-        """Write the bundle, mount the rootfs, start a shim and create the container's init in it."""
+                     options: Any = None, log: dict | None = None, actor: str) -> Task:
+        """Write the bundle, mount the rootfs, start a shim and create the container's init in it.
+
+        `log` ({path, max_size, max_file}) makes the shim write the output itself in Docker's json-file
+        format, so nothing printed while the daemon is down is lost.
+        """
         validate_name(namespace)
         if checkpoint:
             raise Unimplemented("creating a task from a checkpoint is not supported")
@@ -263,7 +282,8 @@ class TaskService:
         async with self._command(key):
             await self._append(key, [te.TaskCreateRequested(
                 container_id=container_id, bundle=str(bundle), shim_socket=str(sock), state_dir=str(state),
-                mounts=mounts, stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal)], actor=actor, check=check)
+                mounts=mounts, stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal,
+                log_path=str((log or {}).get("path", "")))], actor=actor, check=check)
             try:
                 await asyncio.get_running_loop().run_in_executor(None, _write_bundle, bundle, c.spec.value, mounts)
                 argv = shim_argv(container_id, namespace, str(sock), str(state), runtime=self.runtime)
@@ -272,7 +292,7 @@ class TaskService:
                 client = await ShimClient.connect(str(sock))
                 self._clients[key] = client
                 res = await client.create(str(bundle), stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal,
-                                          open_stdin=bool(stdin))
+                                          open_stdin=bool(stdin), log=log)
             except BaseException as err:
                 from engine.services.task_recovery import teardown
 

@@ -5,6 +5,7 @@ times, resolve intents without outcomes, handle vanished shims, clean orphans, a
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import os
 import signal
@@ -64,14 +65,30 @@ async def check_recovered(env, survivors: dict[str, int], exited: dict[str, int]
     env.verify()
 
 
-async def test_restart_survivors_keep_pids_and_exits_while_down_keep_codes(env):
-    survivors = {}
-    for _ in range(3):
-        cid = await env.run(["sleep", "300"])
+COUNTER = ["sh", "-c", "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.02; done"]
+
+
+def stamp_ns(stamp: str) -> int:
+    """A json-file time (RFC3339Nano, UTC) in nanoseconds."""
+    whole, _, frac = stamp.rstrip("Z").partition(".")
+    secs = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    return secs * 10**9 + int((frac or "0").ljust(9, "0"))
+
+
+def log_lines(path: Path) -> list[tuple[str, str]]:
+    return [(e["log"], e["time"]) for e in map(json.loads, path.read_text().splitlines())]
+
+
+async def test_restart_20_containers_survivors_keep_pids_exits_keep_codes_logs_keep_bytes(env):
+    survivors, logs = {}, {}
+    (env.workdir / "logs").mkdir()
+    for i in range(12):
+        logs[i] = env.workdir / "logs" / f"s{i}.log"
+        cid = await env.run(COUNTER, cid=f"s{i}", log={"path": str(logs[i]), "max_size": -1, "max_file": 1})
         survivors[cid] = (await env.tasks.get(NS, cid)).pid
     exiters = {}
-    for code in (3, 42, 101):
-        cid = await env.run(trap_exit(code))
+    for i, code in enumerate((3, 42, 101, 7, 8, 9, 10, 11)):
+        cid = await env.run(trap_exit(code), cid=f"x{i}")
         exiters[cid] = ((await env.tasks.get(NS, cid)).pid, code)
     await asyncio.sleep(0.3)  # the traps are installed
     await env.close()
@@ -80,10 +97,18 @@ async def test_restart_survivors_keep_pids_and_exits_while_down_keep_codes(env):
         os.kill(pid, signal.SIGTERM)
     for pid, _ in exiters.values():
         wait_dead(pid)
+    await asyncio.sleep(0.5)  # the survivors keep printing while nobody listens
     t1 = time.time_ns()
     await env.open(recover=True)
-    assert len(await env.tasks.list(NS)) == 6  # reads answer whatever recovery is doing
+    assert len(await env.tasks.list(NS)) == 20  # reads answer whatever recovery is doing
+    # a command on a task waits for that task's recovery: the exit while down is journaled first
+    assert (await env.tasks.delete(NS, "x0", actor=ACTOR)).exit_status == 3
+    del exiters["x0"]
     await check_recovered(env, survivors, {c: code for c, (_, code) in exiters.items()}, (t0, t1))
+    for path in logs.values():
+        lines = log_lines(path)
+        assert [text for text, _ in lines] == [f"line-{n}\n" for n in range(len(lines))], "no byte lost"
+        assert any(t0 < stamp_ns(stamp) < t1 for _, stamp in lines), "printed while the daemon was down"
     await finish_all(env)
 
 
