@@ -62,11 +62,11 @@ def _remove_world(runtime: str, cid: str, bundle: str, state_dir: str, socket: s
             except EngineError as err:
                 log.info("runtime delete of %s: %s", cid, err)
     rootfs = os.path.join(bundle, "rootfs")
-    if mounted or _is_mount(rootfs):
+    if mounted or is_mount(rootfs):
         from engine.images.snapshots import unmount_all
 
         unmount_all(rootfs)
-    if _is_mount(rootfs):  # never remove through a mount
+    if is_mount(rootfs):  # never remove through a mount
         raise Unavailable(f"rootfs {rootfs} is still mounted")
     shutil.rmtree(bundle, ignore_errors=True)
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -74,7 +74,7 @@ def _remove_world(runtime: str, cid: str, bundle: str, state_dir: str, socket: s
         os.unlink(socket)
 
 
-def _is_mount(path: str) -> bool:
+def is_mount(path: str) -> bool:
     """Whether anything is mounted on `path` (mountinfo: os.path.ismount misses a bind on the same fs)."""
     real = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:

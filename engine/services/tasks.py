@@ -499,7 +499,14 @@ class TaskService:
 
 
 def _write_bundle(bundle: Path, spec: bytes, mounts: Sequence[te.RootfsMount]) -> None:
-    if bundle.exists():
+    if bundle.exists():  # left by a crash: never remove through a mount
+        from engine.images.snapshots import unmount_all
+        from engine.services.task_recovery import is_mount
+
+        if is_mount(str(bundle / "rootfs")):
+            unmount_all(str(bundle / "rootfs"))
+        if is_mount(str(bundle / "rootfs")):
+            raise FailedPrecondition(f"{bundle}/rootfs is still mounted")
         shutil.rmtree(bundle)
     bundle.mkdir(parents=True, mode=0o711)
     tmp = bundle / "config.json.tmp"

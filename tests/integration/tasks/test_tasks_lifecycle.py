@@ -168,3 +168,28 @@ async def test_create_failure_is_journaled_and_cleaned(env):
         await env.tasks.get(NS, cid)
     assert env.leftovers() == []
     env.verify()
+
+
+async def test_terminal_task_and_exec_with_resize(env):
+    out, eout = env.workdir / "tty.out", env.workdir / "exec.out"
+    out.touch()
+    eout.touch()
+    cid = await env.container(["sh", "-c", "tty; sleep 300"], terminal=True)
+    await env.tasks.create(NS, cid, stdout=str(out), terminal=True, actor=ACTOR)
+    await env.tasks.start(NS, cid, actor=ACTOR)
+    await env.tasks.resize_pty(NS, cid, 100, 40)
+    await env.tasks.exec(NS, cid, "t1", {"args": ["sh", "-c", "stty size; exit 6"], "cwd": "/",
+                                         "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}},
+                         stdout=str(eout), terminal=True, actor=ACTOR)
+    await env.tasks.start(NS, cid, "t1", actor=ACTOR)
+    assert (await asyncio.wait_for(env.tasks.wait(NS, cid, "t1"), 20))[0] == 6
+    for _ in range(100):
+        if b"/dev/pts/" in out.read_bytes():
+            break
+        await asyncio.sleep(0.05)
+    assert b"/dev/pts/" in out.read_bytes()
+    assert eout.read_bytes().strip()  # the exec's terminal output reached its stdout
+    await env.tasks.kill(NS, cid, 9, actor=ACTOR)
+    await asyncio.wait_for(env.tasks.wait(NS, cid), 20)
+    await env.tasks.delete(NS, cid, actor=ACTOR)
+    assert env.leftovers() == []
