@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from engine.errors import EngineError, Unavailable
 from engine.runtime.shim.client import ShimClient
 from engine.services import task_events as te
+from engine.services.tasks import fault
 
 if TYPE_CHECKING:
     from engine.services.tasks import Key, Task, TaskService
@@ -163,6 +164,7 @@ async def finish_delete(svc: TaskService, key: Key, *, actor: str, cause: str) -
         if client is not None:
             try:
                 info = await client.delete()
+                fault("delete:deleted")
             except Unavailable:
                 pass  # the shim went while deleting: its state dir is removed below
             except EngineError as err:

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PROJECTION = te.PROJECTION
 Key = tuple[str, str]
+FAULT_ENV = "ENGINE_FAULT_TASKS"  # e.g. "start:started": die after the shim started the task, before the outcome
+_FAULT = os.environ.get(FAULT_ENV, "")
 
 
 class ExecProcess(msgspec.Struct, frozen=True):
@@ -284,11 +287,13 @@ class TaskService:
                 container_id=container_id, bundle=str(bundle), shim_socket=str(sock), state_dir=str(state),
                 mounts=mounts, stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal,
                 log_path=str((log or {}).get("path", "")))], actor=actor, check=check)
+            fault("create:requested")
             try:
                 await asyncio.get_running_loop().run_in_executor(None, _write_bundle, bundle, c.spec.value, mounts)
                 argv = shim_argv(container_id, namespace, str(sock), str(state), runtime=self.runtime)
                 shim_pid = await (spawn_from_fork_server(self.fork_server, argv) if self.fork_server
                                   else spawn_shim(argv, self.shim_executable))
+                fault("create:spawned")
                 client = await ShimClient.connect(str(sock))
                 self._clients[key] = client
                 res = await client.create(str(bundle), stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal,
@@ -303,6 +308,7 @@ class TaskService:
                 if isinstance(err, EngineError) or not isinstance(err, Exception):
                     raise
                 raise Unavailable(f"create task {container_id!r}: {err}") from err
+            fault("create:created")
             await self._append(key, [te.TaskCreated(container_id=container_id, pid=res["pid"], shim_pid=shim_pid)],
                                actor=actor)
             self.start_pump(key, client, 0)
@@ -331,7 +337,9 @@ class TaskService:
                                check=check)
             try:
                 t = await self.get(namespace, container_id)
+                fault("start:requested")
                 res = await (await self._client(key, t)).start(exec_id)
+                fault("start:started")
             except EngineError as err:
                 await self._append(key, [te.TaskStartFailed(container_id=container_id, exec_id=exec_id,
                                                             error=str(err))], actor=actor)
@@ -440,6 +448,7 @@ class TaskService:
                     raise FailedPrecondition(f"cannot delete task {container_id!r}: exec processes are running")
 
             await self._append(key, [te.TaskDeleteRequested(container_id=container_id)], actor=actor, check=check)
+            fault("delete:requested")
             from engine.services.task_recovery import finish_delete
 
             return await finish_delete(self, key, actor=actor, cause="api")
@@ -496,6 +505,12 @@ class TaskService:
         for c in self._clients.values():
             await c.close()
         self._clients.clear()
+
+
+def fault(point: str) -> None:
+    """Fault injection for the restart tests: SIGKILL this process at `point` when FAULT_ENV names it."""
+    if _FAULT and point == _FAULT:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _write_bundle(bundle: Path, spec: bytes, mounts: Sequence[te.RootfsMount]) -> None:
