@@ -37,8 +37,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from engine.errors import (
     AlreadyExists,
     EngineError,
@@ -52,6 +50,7 @@ from engine.events.journal import Journal
 from engine.runtime.shim.client import ShimClient, shim_argv, spawn_from_fork_server, spawn_shim
 from engine.services import task_events as te
 from engine.services.namespaces import validate_name
+from engine.services.task_events import ExecProcess, Task, read_all, read_task  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from engine.config import Config
@@ -62,60 +61,6 @@ PROJECTION = te.PROJECTION
 Key = tuple[str, str]
 FAULT_ENV = "ENGINE_FAULT_TASKS"  # e.g. "start:started": die after the shim started the task, before the outcome
 _FAULT = os.environ.get(FAULT_ENV, "")
-
-
-class ExecProcess(msgspec.Struct, frozen=True):
-    exec_id: str
-    status: str
-    pid: int = 0
-    exit_status: int = 0
-    exited_at: int = 0
-
-
-class Task(msgspec.Struct, frozen=True, kw_only=True):
-    namespace: str
-    id: str
-    status: str
-    pid: int = 0
-    exit_status: int = 0
-    exited_at: int = 0
-    pending: str = ""
-    bundle: str = ""
-    shim_socket: str = ""
-    state_dir: str = ""
-    shim_pid: int = 0
-    shim_seq: int = 0
-    mounts: tuple[te.RootfsMount, ...] = ()
-    stdin: str = ""
-    stdout: str = ""
-    stderr: str = ""
-    terminal: bool = False
-    execs: tuple[ExecProcess, ...] = ()
-
-
-_COLS = ("namespace, id, status, pid, exit_status, exited_at, pending, bundle, shim_socket, state_dir, shim_pid,"
-         " shim_seq, mounts, stdin, stdout, stderr, terminal")
-_mounts_dec = msgspec.json.Decoder(tuple[te.RootfsMount, ...])
-
-
-def _from_row(conn: sqlite3.Connection | sqlite3.Cursor, r: tuple) -> Task:
-    execs = tuple(ExecProcess(*e) for e in conn.execute(
-        "SELECT exec_id, status, pid, exit_status, exited_at FROM task_execs WHERE namespace = ? AND id = ?"
-        " ORDER BY exec_id", (r[0], r[1])))
-    return Task(namespace=r[0], id=r[1], status=r[2], pid=r[3], exit_status=r[4], exited_at=r[5], pending=r[6],
-                bundle=r[7], shim_socket=r[8], state_dir=r[9], shim_pid=r[10], shim_seq=r[11],
-                mounts=_mounts_dec.decode(r[12]), stdin=r[13], stdout=r[14], stderr=r[15], terminal=bool(r[16]),
-                execs=execs)
-
-
-def read_task(conn: sqlite3.Connection | sqlite3.Cursor, ns: str, cid: str) -> Task | None:
-    r = conn.execute(f"SELECT {_COLS} FROM tasks WHERE namespace = ? AND id = ?", (ns, cid)).fetchone()
-    return _from_row(conn, r) if r else None
-
-
-def read_all(conn: sqlite3.Connection, ns: str | None = None) -> list[Task]:
-    sql = f"SELECT {_COLS} FROM tasks" + (" WHERE namespace = ?" if ns is not None else "") + " ORDER BY namespace, id"
-    return [_from_row(conn, r) for r in conn.execute(sql, (ns,) if ns is not None else ()).fetchall()]
 
 
 def _need(tx: sqlite3.Cursor, ns: str, cid: str) -> Task:
