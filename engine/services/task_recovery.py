@@ -209,7 +209,10 @@ async def recover(svc: TaskService) -> None:
     for t, res in zip(rows, results, strict=True):
         if isinstance(res, BaseException):
             log.error("recovery of task %s/%s failed: %s", t.namespace, t.id, res)
-    await clean_orphans(svc)
+    try:
+        await clean_orphans(svc)
+    except Exception:
+        log.exception("cleaning orphaned shims failed")
 
 
 async def _recover_one(svc: TaskService, t: Task) -> None:

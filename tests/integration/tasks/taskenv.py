@@ -54,13 +54,14 @@ class TaskEnv:
         self.journal: Journal | None = None
         self.containers: ContainerService | None = None
         self.tasks: TaskService | None = None
+        self.runtime = ""  # an OCI runtime binary for the shims; "" = the in-process engine runtime
 
     async def open(self, *, recover: bool = False) -> TaskService:
         Path(self.config.root).mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.config.db_path, all_projections())
         await self.journal.open()
         self.containers = ContainerService(self.journal)
-        self.tasks = TaskService(self.journal, self.containers, self.config)
+        self.tasks = TaskService(self.journal, self.containers, self.config, runtime=self.runtime)
         if recover:
             self.tasks.start_recovery()
         return self.tasks
@@ -131,6 +132,10 @@ class TaskEnv:
             from engine.runtime import delete
 
             for c in rt_root.iterdir():
+                if self.runtime:
+                    subprocess.run([self.runtime, "--root", str(rt_root), "delete", "--force", c.name],
+                                   capture_output=True, timeout=20)
+                    continue
                 with contextlib.suppress(Exception):
                     delete.delete(str(rt_root), c.name, force=True)
         for top in self.cgroup_dirs():

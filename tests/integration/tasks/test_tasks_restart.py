@@ -238,3 +238,26 @@ async def test_orphan_shim_and_dirs_are_cleaned_and_journaled(env):
     assert cleaned[cid].cause == "recover" and "shim" in cleaned[cid].event.removed
     assert env.leftovers() == []
     env.verify()
+
+
+async def test_external_runtime_lifecycle_and_vanished_shim(env):
+    """runc by path (crun 1.8 refuses this machine's hybrid cgroup layout, see tests/support/ociruntime.py)."""
+    import shutil
+
+    binary = shutil.which("runc")
+    if binary is None:
+        pytest.fail("runc is not installed")
+    env.runtime = env.tasks.runtime = binary
+    cid = await env.run(["sh", "-c", "exit 12"])
+    assert (await asyncio.wait_for(env.tasks.wait(NS, cid), 20))[0] == 12
+    await env.tasks.delete(NS, cid, actor=ACTOR)
+    live = await env.run(["sleep", "300"])
+    t = await env.tasks.get(NS, live)
+    await env.close()
+    os.kill(t.shim_pid, signal.SIGKILL)
+    wait_dead(t.shim_pid)
+    await env.open(recover=True)
+    await asyncio.wait_for(env.tasks.recovery, 30)
+    assert (await env.tasks.get(NS, live)).exit_status == te.LOST_EXIT_STATUS
+    wait_dead(t.pid)
+    await finish_all(env)
