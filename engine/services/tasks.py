@@ -424,7 +424,10 @@ class TaskService:
                         return e.exit_status, e.exited_at
                 elif t.status == te.STOPPED or (t.status == te.DELETING and t.pending == te.STOPPED):
                     return t.exit_status, t.exited_at
-                env = await sub.__anext__()
+                try:
+                    env = await sub.__anext__()
+                except StopAsyncIteration:
+                    raise Unavailable("the journal closed while waiting for the task") from None
                 if isinstance(env.event, te.TaskDeleted):
                     return env.event.exit_status, env.event.exited_at
         finally:
