@@ -21,6 +21,12 @@ Design choices:
 * Outcomes that a short process can overtake (``task.started`` after ``task.exited``) cannot move a
   task backwards: the projection only moves ``created → running``.
 * ``wait`` follows the journal, not the shim: it answers from the projection, and across a restart.
+* The OCI runtime is the service's (``runtime``: a binary such as runc, or "" for the in-process engine
+  runtime); ``create(options=...)`` (containerd's runc options) is accepted and not used yet, and
+  ``checkpoint`` is Unimplemented.
+* ``fault(point)``: with ``ENGINE_FAULT_TASKS=<point>`` in the environment the process SIGKILLs itself
+  there (create:requested, create:spawned, create:created, start:requested, start:started,
+  delete:requested, delete:deleted), so tests can crash the daemon on either side of every side effect.
 """
 
 from __future__ import annotations
