@@ -30,6 +30,7 @@ from engine.services.containers import ContainerService
 from engine.services.gc import open_content_services
 from engine.services.namespaces import NamespaceService
 from engine.services.snapshots import SnapshotService
+from engine.services.tasks import TaskService
 
 log = logging.getLogger("engine.daemon")
 ACTOR = "daemon"
@@ -135,6 +136,10 @@ class Daemon:
         services.snapshots = SnapshotService(journal, {name: make_backend(name, cfg.root)
                                                        for name in ("overlayfs", "native")})
         services.containers = ContainerService(journal)
+        services.tasks = TaskService(journal, services.containers, cfg)
+        # reconnect to the shims in the background: the API answers meanwhile, and a command on a task
+        # waits for that task's recovery (exits that happened while the daemon was down journaled first)
+        services.tasks.start_recovery()
         report = await services.snapshots.recover(actor=ACTOR)
         if any(vars(report).values()):
             log.warning("snapshots recovered after an unclean stop: %s", report)
@@ -175,6 +180,8 @@ class Daemon:
 
         # both APIs drain at once: stop accepting, finish what is in flight, close the streams
         await asyncio.gather(*(stop(s) for s in self.servers))
+        if self.services is not None and self.services.tasks is not None:
+            await self.services.tasks.close()  # stop following shims; they and their containers keep running
         # anything that still reaches the journal now would be recorded after daemon.stopped: refuse it
         assert self.journal is not None
         self.journal.seal(allow_actor=ACTOR)

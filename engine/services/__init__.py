@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from engine.services.leases import LeaseService
     from engine.services.namespaces import NamespaceService
     from engine.services.snapshots import SnapshotService
+    from engine.services.tasks import TaskService
 
 
 def all_projections() -> Projections:
@@ -43,4 +44,5 @@ class Services:
     gc: GarbageCollector | None = None
     snapshots: SnapshotService | None = None
     containers: ContainerService | None = None
+    tasks: TaskService | None = None
     extra: dict[str, object] = field(default_factory=dict)
