@@ -26,9 +26,11 @@ if TYPE_CHECKING:
 def all_projections() -> Projections:
     """Every projection the journal maintains, in a fixed order."""
     from engine.services import containers, gc, namespaces, snapshots, task_events
+    from engine.services import images as _images
 
     projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS,
                                      containers.PROJECTION, task_events.PROJECTION]
+    projections.append(_images.PROJECTION)
     return Projections(projections)
 
 

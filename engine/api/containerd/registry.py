@@ -128,6 +128,7 @@ def servicers(services: Any) -> list[object]:
     import engine.api.containerd.content  # noqa: F401
     import engine.api.containerd.diff  # noqa: F401
     import engine.api.containerd.events  # noqa: F401
+    import engine.api.containerd.images  # noqa: F401
     import engine.api.containerd.introspection  # noqa: F401
     import engine.api.containerd.namespaces  # noqa: F401
     import engine.api.containerd.snapshots  # noqa: F401
