@@ -17,12 +17,13 @@ with ``cgroup.kill`` for SIGKILL when the kernel has it.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import time
 
 from engine.errors import EngineError
+
+# the number, not the signal module: `import signal` pulls in enum, ~1.5 ms on engine-runtime's timed path
+SIGKILL = 9
 
 
 class CgroupManager:
@@ -74,7 +75,7 @@ class CgroupManager:
     def can_freeze(self) -> bool:
         return True
 
-    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+    def kill_all(self, sig: int = SIGKILL) -> None:
         """Signal every process in the cgroup and its descendants."""
         frozen = False
         if self.can_freeze():
@@ -85,8 +86,10 @@ class CgroupManager:
                 frozen = False
         try:
             for pid in self.pids():
-                with contextlib.suppress(ProcessLookupError):
+                try:  # noqa: SIM105  (contextlib costs ~2.7 ms of engine-runtime start-up)
                     os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
         finally:
             if frozen:
                 self.thaw()

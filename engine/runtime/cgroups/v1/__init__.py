@@ -20,7 +20,6 @@ blkio, hugetlb, devices, freezer).
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from engine.errors import EngineError, FailedPrecondition, InvalidArgument
@@ -156,8 +155,10 @@ class V1Manager(CgroupManager):
     @staticmethod
     def _undo(made: list[str]) -> None:
         for p in reversed(made):
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105  (contextlib costs ~2.7 ms of engine-runtime start-up)
                 os.rmdir(p)
+            except OSError:
+                pass
 
     def exists(self) -> bool:
         return os.path.isdir(self._primary)

@@ -7,7 +7,6 @@ mount root down and copies the parent's values into any level that is still empt
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from .. import fs
@@ -22,8 +21,10 @@ def ensure(mount: str, d: str) -> None:
     cur = mount
     for part in [] if rel == "." else rel.split(os.sep):
         parent, cur = cur, os.path.join(cur, part)
-        with contextlib.suppress(FileExistsError):
+        try:  # noqa: SIM105  (contextlib costs ~2.7 ms of engine-runtime start-up)
             os.mkdir(cur, 0o755)
+        except FileExistsError:
+            pass
         for name in ("cpuset.cpus", "cpuset.mems"):
             if not fs.read(cur, name).strip():
                 fs.write(cur, name, fs.read(parent, name).strip())
