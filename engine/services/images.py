@@ -15,6 +15,7 @@ image in a namespace that does not exist yet creates it in the same append, as c
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
@@ -209,7 +210,8 @@ class ImageService:
         items: list[Image] = await self.journal.run_read(q)  # type: ignore[assignment]
         return [i for i in items if flt is None or flt.match(adaptor(i))]
 
-    async def update(self, namespace: str, img: Image, paths: list[str] | None = None, *, actor: str) -> Image:
+    async def update(self, namespace: str, img: Image, paths: builtins.list[str] | None = None, *,
+                     actor: str) -> Image:
         validate_name(namespace)
         if not img.name:
             raise InvalidArgument("image name must not be empty")

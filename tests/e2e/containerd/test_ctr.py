@@ -127,7 +127,7 @@ def test_plugins_ls_tells_the_truth_and_filters(engine_daemon: Any) -> None:
     status = {(r[0], r[1]): r[3] for r in rows[1:]}
     for ok in ("version", "namespaces", "events", "introspection"):
         assert status[("io.containerd.grpc.v1", ok)] == "ok"
-    for missing in ("tasks", "images"):
+    for missing in ("tasks",):
         assert status[("io.containerd.grpc.v1", missing)] == "error"
     one = table(ctr(engine_daemon, "plugins", "ls", "type==io.containerd.grpc.v1,id==namespaces").stdout)
     assert one[1:] == [["io.containerd.grpc.v1", "namespaces", "-", "ok"]]
@@ -270,7 +270,6 @@ def test_containerd_publish_reaches_ctr_events(engine_daemon: Any) -> None:
     ("args", "rpc"),
     [
         (("tasks", "ls"), "containerd.services.tasks.v1.Tasks/List"),
-        (("images", "ls"), "containerd.services.images.v1.Images/List"),
     ],
 )
 def test_unimplemented_services_answer_cleanly(engine_daemon: Any, args: tuple[str, ...], rpc: str) -> None:

@@ -17,9 +17,9 @@ from tests.unit.content.conftest import Env
 MT = "application/vnd.oci.image.manifest.v1+json"
 
 
-def target(data: bytes = b"manifest", **kw: object) -> Descriptor:
-    return Descriptor(media_type=str(kw.get("media_type", MT)), digest=digests.of_bytes(data), size=len(data),
-                      annotations=dict(kw.get("annotations", {})))  # type: ignore[arg-type]
+def target(data: bytes = b"manifest", media_type: str = MT, annotations: dict[str, str] | None = None) -> Descriptor:
+    return Descriptor(media_type=media_type, digest=digests.of_bytes(data), size=len(data),
+                      annotations=annotations or {})
 
 
 async def put(env: Env, ns: str, data: bytes, labels: dict[str, str] | None = None) -> str:
