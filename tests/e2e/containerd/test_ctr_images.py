@@ -22,13 +22,14 @@ from typing import Any
 import pytest
 
 from engine.config import Config
+from engine.images import formats
 from engine.images.content import digests
 from engine.services import Services
 from engine.services.gc import LABEL_REF_CONTENT
 from engine.services.images import ImageService, ImageSource
 from engine.services.namespaces import NamespaceService
 from tests.e2e.containerd.test_ctr_content import Server, rows
-from tests.unit.content.conftest import open_env
+from tests.unit.content.conftest import Env, open_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("ctr") is None, reason="ctr is not installed"),
               pytest.mark.skipif(not Path("/bin/busybox").exists(), reason="busybox-static is not installed")]
@@ -36,6 +37,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("ctr") is None, r
 NAME = "docker.io/library/tiny:latest"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+class ImagesServer(Server):
+    def __init__(self, env: Env, sock: Path, images: ImageService) -> None:
+        super().__init__(env, sock)
+        self.images = images
 
 
 @pytest.fixture
@@ -51,7 +58,7 @@ async def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     sock = tmp_path / "containerd.sock"
     srv: Any = await serve_containerd(services, str(sock), "root")
     try:
-        yield Server(env, sock)
+        yield ImagesServer(env, sock, images)
     finally:
         srv.close()
         await asyncio.wait_for(srv.wait_closed(), 5)
@@ -91,7 +98,7 @@ def oci_archive(name: str = NAME) -> tuple[bytes, dict[str, str]]:
                          "layer": digests.of_bytes(layer)}
 
 
-async def test_ls_empty_then_import_tag_label_rm(server: Server, tmp_path: Path) -> None:
+async def test_ls_empty_then_import_tag_label_rm(server: ImagesServer, tmp_path: Path) -> None:
     events = await asyncio.create_subprocess_exec("ctr", "--address", str(server.sock), "events",
                                                   stdout=asyncio.subprocess.PIPE)
     try:
@@ -104,7 +111,7 @@ async def test_ls_empty_then_import_tag_label_rm(server: Server, tmp_path: Path)
         assert topic in seen, seen
 
 
-async def _lifecycle(server: Server, tmp_path: Path) -> None:
+async def _lifecycle(server: ImagesServer, tmp_path: Path) -> None:
     _, out, _ = await server.ctr("images", "ls")
     assert rows(out)[0][:3] == ["REF", "TYPE", "DIGEST"] and rows(out)[1:] == []
     archive, d = oci_archive()
@@ -118,6 +125,9 @@ async def _lifecycle(server: Server, tmp_path: Path) -> None:
     info = await server.env.content.info("default", d["manifest"])
     assert set(info.labels.values()) >= {d["config"], d["layer"]}
     assert any(k.startswith(LABEL_REF_CONTENT) for k in info.labels)
+    m = formats.parse_manifest(server.env.store.read(d["manifest"]), OCI_MANIFEST)
+    cfg = formats.parse_config(server.env.store.read(m.config.digest))
+    assert formats.container_defaults(cfg).cmd == ["/bin/busybox", "sh"]
     # tag, label, filter
     await server.ctr("images", "tag", NAME, "docker.io/library/tiny:v2")
     await server.ctr("images", "label", "docker.io/library/tiny:v2", "team=a")
@@ -141,7 +151,7 @@ async def _lifecycle(server: Server, tmp_path: Path) -> None:
     assert types.count("image.created") == 2 and types.count("image.deleted") == 2 and "image.updated" in types
 
 
-async def test_bad_input_is_refused(server: Server) -> None:
+async def test_bad_input_is_refused(server: ImagesServer) -> None:
     # ctr itself only warns when the image is not there (it reads NotFound from the service)
     code, _, err = await server.ctr("images", "rm", "docker.io/library/nope:latest", check=False)
     assert code == 0 and "image not found" in err, err
@@ -149,3 +159,21 @@ async def test_bad_input_is_refused(server: Server) -> None:
     assert code != 0 and "invalid argument" in err, err
     code, _, err = await server.ctr("images", "label", "docker.io/library/nope:latest", "a=b", check=False)
     assert code != 0 and "not found" in err, err
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+async def test_import_of_an_archive_skopeo_wrote(server: ImagesServer, tmp_path: Path) -> None:
+    with tarfile.open(tmp_path / "rootfs.tar", "w") as tar:
+        tar.add("/bin/busybox", arcname="bin/busybox")
+    archive = tmp_path / "skopeo.tar"
+    proc = await asyncio.create_subprocess_exec("skopeo", "copy", f"tarball:{tmp_path / 'rootfs.tar'}",
+                                                f"oci-archive:{archive}:latest", stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err
+    await server.ctr("images", "import", "--no-unpack", "--base-name", "example.com/skopeo/tiny", str(archive))
+    _, out, _ = await server.ctr("images", "ls")
+    table = rows(out)[1:]
+    assert [r[:2] for r in table] == [["example.com/skopeo/tiny:latest", OCI_MANIFEST]], out.decode()
+    img = await server.images.get("default", "example.com/skopeo/tiny:latest")
+    assert img.target.media_type == OCI_MANIFEST
