@@ -161,19 +161,26 @@ async def test_bad_input_is_refused(server: ImagesServer) -> None:
     assert code != 0 and "not found" in err, err
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
-async def test_import_of_an_archive_skopeo_wrote(server: ImagesServer, tmp_path: Path) -> None:
+async def _skopeo(tmp_path: Path, dest: str) -> None:
     with tarfile.open(tmp_path / "rootfs.tar", "w") as tar:
         tar.add("/bin/busybox", arcname="bin/busybox")
-    archive = tmp_path / "skopeo.tar"
-    proc = await asyncio.create_subprocess_exec("skopeo", "copy", f"tarball:{tmp_path / 'rootfs.tar'}",
-                                                f"oci-archive:{archive}:latest", stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec("skopeo", "copy", f"tarball:{tmp_path / 'rootfs.tar'}", dest,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err
-    await server.ctr("images", "import", "--no-unpack", "--base-name", "example.com/skopeo/tiny", str(archive))
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+async def test_import_of_an_archive_skopeo_wrote(server: ImagesServer, tmp_path: Path) -> None:
+    await _skopeo(tmp_path, f"oci-archive:{tmp_path / 'oci.tar'}:latest")
+    await server.ctr("images", "import", "--no-unpack", "--base-name", "example.com/skopeo/tiny",
+                     str(tmp_path / "oci.tar"))
+    await _skopeo(tmp_path, f"docker-archive:{tmp_path / 'docker.tar'}:example.com/skopeo/docker:v1")
+    await server.ctr("images", "import", "--no-unpack", str(tmp_path / "docker.tar"))
     _, out, _ = await server.ctr("images", "ls")
     table = rows(out)[1:]
-    assert [r[:2] for r in table] == [["example.com/skopeo/tiny:latest", OCI_MANIFEST]], out.decode()
-    img = await server.images.get("default", "example.com/skopeo/tiny:latest")
-    assert img.target.media_type == OCI_MANIFEST
+    assert [r[:2] for r in table] == [["example.com/skopeo/docker:v1", formats.DOCKER_MANIFEST],
+                                      ["example.com/skopeo/tiny:latest", OCI_MANIFEST]], out.decode()
+    img = await server.images.get("default", "example.com/skopeo/docker:v1")
+    m = formats.parse_manifest(server.env.store.read(img.target.digest), img.target.media_type)
+    assert m.config.media_type == formats.DOCKER_CONFIG
