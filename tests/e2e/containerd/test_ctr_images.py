@@ -102,6 +102,7 @@ async def test_ls_empty_then_import_tag_label_rm(server: ImagesServer, tmp_path:
     events = await asyncio.create_subprocess_exec("ctr", "--address", str(server.sock), "events",
                                                   stdout=asyncio.subprocess.PIPE)
     try:
+        await server.ctr("version")  # let the subscription settle
         await _lifecycle(server, tmp_path)
     finally:
         await server.ctr("version")
