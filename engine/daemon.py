@@ -28,6 +28,7 @@ from engine.images.snapshots import make_backend
 from engine.services import Services, all_projections
 from engine.services.containers import ContainerService
 from engine.services.gc import open_content_services
+from engine.services.images import ImageService, ImageSource
 from engine.services.namespaces import NamespaceService
 from engine.services.snapshots import SnapshotService
 from engine.services.tasks import TaskService
@@ -129,10 +130,12 @@ class Daemon:
                                             previous_stop_clean=clean)], namespace="", actor=ACTOR, cause="start")
         self.services = services = Services(journal=journal, namespaces=NamespaceService(journal),
                                             daemon_uuid=daemon_id, config=cfg, started_ns=time.time_ns())
-        # GC is not scheduled yet: image records are not GC roots until the images projection registers
-        # them (gc.add_source); content deleted through the API is removed at once regardless.
+        # GC runs on request (a lease deleted with sync, an image removed with sync); image targets are its
+        # roots. It is not scheduled on a timer yet.
         content = await open_content_services(journal, cfg.root, actor=ACTOR)
         services.content, services.leases, services.gc = content.content, content.leases, content.gc
+        services.gc.add_source(ImageSource())
+        services.images = ImageService(journal, collect=services.gc.collect)
         services.snapshots = SnapshotService(journal, {name: make_backend(name, cfg.root)
                                                        for name in ("overlayfs", "native")})
         services.containers = ContainerService(journal)

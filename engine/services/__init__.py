@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from engine.services.containers import ContainerService
     from engine.services.content import ContentService
     from engine.services.gc import GarbageCollector
+    from engine.services.images import ImageService
     from engine.services.leases import LeaseService
     from engine.services.namespaces import NamespaceService
     from engine.services.snapshots import SnapshotService
@@ -25,12 +26,10 @@ if TYPE_CHECKING:
 
 def all_projections() -> Projections:
     """Every projection the journal maintains, in a fixed order."""
-    from engine.services import containers, gc, namespaces, snapshots, task_events
-    from engine.services import images as _images
+    from engine.services import containers, gc, images, namespaces, snapshots, task_events
 
     projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS,
-                                     containers.PROJECTION, task_events.PROJECTION]
-    projections.append(_images.PROJECTION)
+                                     containers.PROJECTION, task_events.PROJECTION, images.PROJECTION]
     return Projections(projections)
 
 
@@ -47,4 +46,5 @@ class Services:
     snapshots: SnapshotService | None = None
     containers: ContainerService | None = None
     tasks: TaskService | None = None
+    images: ImageService | None = None
     extra: dict[str, object] = field(default_factory=dict)
