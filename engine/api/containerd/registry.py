@@ -132,6 +132,7 @@ def servicers(services: Any) -> list[object]:
     import engine.api.containerd.introspection  # noqa: F401
     import engine.api.containerd.namespaces  # noqa: F401
     import engine.api.containerd.snapshots  # noqa: F401
+    import engine.api.containerd.tasks  # noqa: F401
     import engine.api.containerd.version  # noqa: F401
 
     out: list[object] = []

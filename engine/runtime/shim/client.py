@@ -276,8 +276,15 @@ async def spawn_shim(argv: list[str], executable: str = "") -> int:
     proc = await asyncio.create_subprocess_exec(
         *cmd, *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
+    # read the launcher's one line and its exit, not EOF: under uvloop the pipes are socketpairs whose child
+    # ends the detached shim may still hold
+    assert proc.stdout is not None and proc.stderr is not None
+    out = await proc.stdout.readline()
+    if await proc.wait() != 0:
+        try:
+            err = await asyncio.wait_for(proc.stderr.readline(), 5)
+        except TimeoutError:
+            err = b""
         raise Unavailable(err.decode().strip() or f"engine-shim exited with {proc.returncode}")
     return int(out.decode().split()[0])
 

@@ -108,9 +108,9 @@ async def test_plugins_are_truthful_and_filterable(api: Api) -> None:
     plugins = (await stub.Plugins(introspection_pb2.PluginsRequest())).plugins
     by_id = {(p.type, p.id): p for p in plugins}
     assert not by_id[("io.containerd.grpc.v1", "namespaces")].HasField("init_err")
-    tasks = by_id[("io.containerd.grpc.v1", "tasks")]
-    assert tasks.init_err.code == Status.UNIMPLEMENTED.value
-    assert "not implemented yet" in tasks.init_err.message
+    transfer = by_id[("io.containerd.grpc.v1", "transfer")]
+    assert transfer.init_err.code == Status.UNIMPLEMENTED.value
+    assert "not implemented yet" in transfer.init_err.message
     one = await stub.Plugins(
         introspection_pb2.PluginsRequest(filters=["type==io.containerd.grpc.v1,id==events"])
     )
