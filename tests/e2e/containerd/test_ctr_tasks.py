@@ -30,6 +30,8 @@ from tests.e2e.containerd.test_ctr import LineReader, parse_event
 from tests.support.rootfs import build_busybox_rootfs
 from tests.support.spec import default_spec
 
+FIFO_ROOT = "/run/containerd/fifo/"  # where ctr makes a task's FIFOs
+
 
 async def _call(sock: str, ns: str, stub: str, fn: str, req: Any) -> Any:
     ch = Channel(path=sock)
@@ -72,7 +74,13 @@ class Env:
         return self.grpc("Get", pb.GetRequest(container_id=cid, exec_id=exec_id)).process.status
 
     def cleanup(self) -> None:
+        """Kill and delete every task, remove the FIFOs ctr left (a detached start keeps them), the
+        containers, the namespace and the cgroup parents the runtime leaves."""
         for cid in self.ids:
+            fifos: list[str] = []
+            with contextlib.suppress(GRPCError):
+                p = self.grpc("Get", pb.GetRequest(container_id=cid)).process
+                fifos = [f for f in (p.stdin, p.stdout, p.stderr) if f.startswith(FIFO_ROOT)]
             with contextlib.suppress(GRPCError):
                 self.grpc("Kill", pb.KillRequest(container_id=cid, signal=9, all=True))
             for _ in range(100):
@@ -85,7 +93,15 @@ class Env:
                     time.sleep(0.1)
             with contextlib.suppress(GRPCError):
                 self.grpc("Delete", cpb.DeleteContainerRequest(id=cid), stub="containers")
+            for f in fifos:
+                Path(f).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    Path(f).parent.rmdir()
         self.d.ctr("namespaces", "rm", self.ns, check=False)
+        for top in Path("/sys/fs/cgroup").iterdir():
+            for d in (top / "engine-e2e" / self.ns, top / "engine-e2e"):
+                with contextlib.suppress(OSError):  # not there, or another test's containers still in it
+                    d.rmdir()
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +146,11 @@ def test_detached_life_cycle(env: Env) -> None:
     env.ctr("tasks", "resume", cid)
     assert env.status(cid) == RUNNING
     metrics = env.ctr("tasks", "metrics", cid).stdout
-    assert "pids.current" in metrics and "memory.usage_in_bytes" in metrics, metrics
-    current = next(line.split()[-1] for line in metrics.splitlines() if line.startswith("pids.current"))
-    assert int(current) >= 1
+    values = dict(line.split(None, 1) for line in metrics.splitlines()[3:] if line.strip())
+    cg = Path("/sys/fs/cgroup/memory/engine-e2e") / env.ns / cid
+    assert int(values["memory.limit_in_bytes"]) == int((cg / "memory.limit_in_bytes").read_text()), metrics
+    assert int(values["memory.usage_in_bytes"]) > 0 and int(values["cpuacct.usage"]) > 0, metrics
+    assert int(values["pids.current"]) == 1, metrics  # sleep alone: the exec has gone
     env.ctr("tasks", "kill", "-s", "SIGKILL", cid)  # sleep as pid 1 ignores the default SIGTERM
     wait_status(env, cid, STOPPED)
     got = env.grpc("Get", pb.GetRequest(container_id=cid)).process
