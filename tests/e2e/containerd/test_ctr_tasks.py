@@ -61,8 +61,8 @@ class Env:
     def ctr(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         return self.d.ctr("-n", self.ns, *args, check=check, timeout=timeout)
 
-    def container(self, cid: str, args: list[str]) -> str:
-        spec = default_spec(args, rootfs=str(self.rootfs), cgroups_path=f"/engine-e2e/{self.ns}/{cid}")
+    def container(self, cid: str, args: list[str], rootfs: str = "") -> str:
+        spec = default_spec(args, rootfs=rootfs or str(self.rootfs), cgroups_path=f"/engine-e2e/{self.ns}/{cid}")
         c = cpb.Container(id=cid, image="busybox")
         c.runtime.name = "io.containerd.runc.v2"
         c.spec.CopyFrom(any_pb2.Any(type_url=OCI_SPEC_TYPE_URL, value=json.dumps(spec).encode()))
@@ -225,3 +225,33 @@ def test_exec_over_grpc_wait_and_delete_process(env: Env) -> None:
     gone = env.grpc("DeleteProcess", pb.DeleteProcessRequest(container_id=cid, exec_id="e1"))
     assert gone.id == "e1" and gone.exit_status == 7
     assert env.code("Get", pb.GetRequest(container_id=cid, exec_id="e1"))[0] == Status.NOT_FOUND
+
+
+def test_rootfs_mounts_from_the_request_and_update(env: Env) -> None:
+    # the spec's root is the bundle's rootfs/, which the request's mounts fill (a read-only bind here)
+    cid = env.container("mounted", ["sleep", "1000"], rootfs="rootfs")
+    probe = env.rootfs / "etc" / "hostname-probe"
+    probe.write_text("from the bind mount\n")
+    try:
+        from engine.api.containerd.gen.containerd.types import mount_pb2
+
+        bind = mount_pb2.Mount(type="bind", source=str(env.rootfs), options=["rbind", "ro"])
+        env.grpc("Create", pb.CreateTaskRequest(container_id=cid, rootfs=[bind]))
+        bundle_rootfs = next(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                             if line.split()[4].endswith(f"/bundles/{env.ns}/{cid}/rootfs"))
+        env.grpc("Start", pb.StartRequest(container_id=cid))
+        seen = env.ctr("tasks", "exec", "--exec-id", "cat", cid, "cat", "/etc/hostname-probe").stdout
+        assert seen == "from the bind mount\n"
+        limit = 64 << 20
+        res = any_pb2.Any(type_url="types.containerd.io/opencontainers/runtime-spec/1/LinuxResources",
+                          value=json.dumps({"memory": {"limit": limit}}).encode())
+        env.grpc("Update", pb.UpdateTaskRequest(container_id=cid, resources=res))
+        cg = Path("/sys/fs/cgroup/memory/engine-e2e") / env.ns / cid / "memory.limit_in_bytes"
+        assert int(cg.read_text()) == limit
+        env.grpc("Kill", pb.KillRequest(container_id=cid, signal=9))
+        env.grpc("Wait", pb.WaitRequest(container_id=cid))
+        env.grpc("Delete", pb.DeleteTaskRequest(container_id=cid))
+        assert not any(line.split()[4] == bundle_rootfs
+                       for line in Path("/proc/self/mountinfo").read_text().splitlines())  # unmounted
+    finally:
+        probe.unlink()
