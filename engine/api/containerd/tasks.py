@@ -11,7 +11,8 @@ gRPC codes in status.py. Choices:
 * Status: our ``creating`` is UNKNOWN, ``deleting`` reports the status it had before the delete.
   Times are nanoseconds in the journal and Timestamps here (zero time = unset).
 * Metrics: containerd's ``Metric`` with ``io.containerd.cgroups.v1.Metrics`` built from the shim's
-  runc-shaped stats by cgroup_metrics.py.
+  runc-shaped stats by cgroup_metrics.py, for the live tasks the filters select (id, container_id,
+  status); a task that stops meanwhile is left out. Kill passes the signal through (0 probes).
 * Events: task.* journal events go out as /tasks/... topics (see the bottom of this module).
   ``/tasks/create`` comes from ``task.created`` and carries container_id and pid only: the bundle, rootfs
   and stdio are in ``task.create_requested``, which a per-envelope converter cannot see.
@@ -33,7 +34,7 @@ from engine.api.containerd.gen.containerd.types.runc.options import oci_pb2
 from engine.api.containerd.gen.containerd.types.task import task_pb2 as tpb
 from engine.api.containerd.registry import implements
 from engine.api.containerd.snapshots import mount_from_pb
-from engine.errors import InvalidArgument, NotFound, Unimplemented
+from engine.errors import FailedPrecondition, InvalidArgument, NotFound, Unimplemented
 from engine.events.types import Envelope
 from engine.services import task_events as te
 from engine.services.task_events import Task
@@ -136,7 +137,7 @@ class TasksServicer(TasksBase):
 
     async def Kill(self, stream: Any) -> None:
         req: pb.KillRequest = await stream.recv_message()
-        await self.tasks.kill(context.namespace(stream), req.container_id, req.signal or 15, all=req.all,
+        await self.tasks.kill(context.namespace(stream), req.container_id, req.signal, all=req.all,
                               exec_id=req.exec_id, actor=context.actor(stream))
         await stream.send_message(empty_pb2.Empty())
 
@@ -198,7 +199,10 @@ class TasksServicer(TasksBase):
         for t in await self.tasks.list(ns):
             if not f.match(_adaptor(t)) or t.status not in (te.CREATED, te.RUNNING, te.PAUSED):
                 continue
-            stats = await self.tasks.metrics(ns, t.id)
+            try:
+                stats = await self.tasks.metrics(ns, t.id)
+            except (FailedPrecondition, NotFound):  # it stopped (or lost its cgroup) since the list: skip it
+                continue
             m = metrics_pb2.Metric(id=t.id, data=cgroup_metrics.pack(stats))
             m.timestamp.GetCurrentTime()
             out.metrics.append(m)
