@@ -118,6 +118,24 @@ def env(engine_daemon: Any, rootfs: Path) -> Iterator[Env]:
         e.cleanup()
 
 
+@contextlib.contextmanager
+def task_events(env: Env) -> Iterator[list[tuple[str, dict]]]:
+    """(topic, event) pairs ``ctr events`` printed for the env's namespace while the block ran."""
+    proc = subprocess.Popen(["ctr", "--address", env.d.containerd_sock, "events", f"namespace=={env.ns}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    got: list[tuple[str, dict]] = []
+    try:
+        env.d.ctr("version")  # let the subscription settle
+        yield got
+        reader = LineReader(proc)
+        while (line := reader.line(2.0)) is not None:
+            _, topic, body = parse_event(line)
+            got.append((topic, json.loads(body)))
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
 def wait_status(env: Env, cid: str, status: int, exec_id: str = "") -> None:
     deadline = time.monotonic() + 20
     while env.status(cid, exec_id) != status:
@@ -130,6 +148,23 @@ RUNNING, STOPPED, PAUSED, CREATED = 2, 3, 4, 1
 
 def test_detached_life_cycle(env: Env) -> None:
     cid = env.container("sleeper", ["sleep", "1000"])
+    with task_events(env) as events:
+        detached_life_cycle(env, cid)
+    topics = [t for t, _ in events]
+    want = ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exec-started", "/tasks/exit",
+            "/tasks/delete", "/tasks/paused", "/tasks/resumed", "/tasks/exit", "/tasks/delete"]
+    # a short exec's exit may be journaled before its start outcome: compare as multisets, then the order
+    # that cannot vary
+    assert sorted(topics) == sorted(want), events
+    assert topics[:2] == want[:2] and topics[-2:] == want[-2:], events
+    assert topics.index("/tasks/paused") < topics.index("/tasks/resumed"), events
+    exec_exit = events[topics.index("/tasks/exit")][1]
+    assert exec_exit["container_id"] == cid and exec_exit["id"] == "x" and exec_exit.get("exit_status", 0) == 0
+    init_exit = events[len(topics) - 2][1]
+    assert init_exit["id"] == cid and init_exit["exit_status"] == 137
+
+
+def detached_life_cycle(env: Env, cid: str) -> None:
     env.ctr("tasks", "start", "-d", cid)
     rows = [line.split() for line in env.ctr("tasks", "ls").stdout.splitlines()]
     assert rows[0] == ["TASK", "PID", "STATUS"]
