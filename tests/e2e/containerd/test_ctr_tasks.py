@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import subprocess
 import time
 import uuid
@@ -30,8 +31,6 @@ from tests.e2e.containerd.test_ctr import LineReader, parse_event
 from tests.support.rootfs import build_busybox_rootfs
 from tests.support.spec import default_spec
 
-FIFO_ROOT = "/run/containerd/fifo/"  # where ctr makes a task's FIFOs
-
 
 async def _call(sock: str, ns: str, stub: str, fn: str, req: Any) -> Any:
     ch = Channel(path=sock)
@@ -45,8 +44,9 @@ async def _call(sock: str, ns: str, stub: str, fn: str, req: Any) -> Any:
 class Env:
     """One namespace of containers on the daemon, removed with everything in it afterwards."""
 
-    def __init__(self, d: Any, rootfs: Path) -> None:
+    def __init__(self, d: Any, rootfs: Path, fifo_dir: Path) -> None:
         self.d, self.rootfs = d, rootfs
+        self.fifo_dir = fifo_dir  # ctr's FIFOs for this test (a detached start or exec leaves them)
         self.ns = "e2e-tasks-" + uuid.uuid4().hex[:8]
         self.ids: list[str] = []
 
@@ -59,6 +59,8 @@ class Env:
         return err.value.status, str(err.value.message)
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        if args[:2] in (("tasks", "start"), ("tasks", "exec")):
+            args = (*args[:2], "--fifo-dir", str(self.fifo_dir), *args[2:])
         return self.d.ctr("-n", self.ns, *args, check=check, timeout=timeout)
 
     def container(self, cid: str, args: list[str], rootfs: str = "") -> str:
@@ -74,13 +76,9 @@ class Env:
         return self.grpc("Get", pb.GetRequest(container_id=cid, exec_id=exec_id)).process.status
 
     def cleanup(self) -> None:
-        """Kill and delete every task, remove the FIFOs ctr left (a detached start keeps them), the
-        containers, the namespace and the cgroup parents the runtime leaves."""
+        """Kill and delete every task, remove the containers, the namespace, the cgroup parents the runtime
+        leaves and the FIFOs ctr left (a detached start or exec keeps them)."""
         for cid in self.ids:
-            fifos: list[str] = []
-            with contextlib.suppress(GRPCError):
-                p = self.grpc("Get", pb.GetRequest(container_id=cid)).process
-                fifos = [f for f in (p.stdin, p.stdout, p.stderr) if f.startswith(FIFO_ROOT)]
             with contextlib.suppress(GRPCError):
                 self.grpc("Kill", pb.KillRequest(container_id=cid, signal=9, all=True))
             for _ in range(100):
@@ -93,15 +91,12 @@ class Env:
                     time.sleep(0.1)
             with contextlib.suppress(GRPCError):
                 self.grpc("Delete", cpb.DeleteContainerRequest(id=cid), stub="containers")
-            for f in fifos:
-                Path(f).unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    Path(f).parent.rmdir()
         self.d.ctr("namespaces", "rm", self.ns, check=False)
         for top in Path("/sys/fs/cgroup").iterdir():
             for d in (top / "engine-e2e" / self.ns, top / "engine-e2e"):
                 with contextlib.suppress(OSError):  # not there, or another test's containers still in it
                     d.rmdir()
+        shutil.rmtree(self.fifo_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +105,8 @@ def rootfs(tmp_path_factory: Any) -> Path:
 
 
 @pytest.fixture
-def env(engine_daemon: Any, rootfs: Path) -> Iterator[Env]:
-    e = Env(engine_daemon, rootfs)
+def env(engine_daemon: Any, rootfs: Path, tmp_path: Path) -> Iterator[Env]:
+    e = Env(engine_daemon, rootfs, tmp_path / "fifo")
     try:
         yield e
     finally:
