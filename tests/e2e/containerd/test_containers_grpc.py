@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -45,6 +46,16 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+def wait_subscribed(d: Any, timeout: float = 10) -> None:
+    """Until `ctr events` holds its subscription (the daemon counts journal subscribers in /info)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if d.request("GET", "/info")[1]["NEventsListener"] >= 1:
+            return
+        time.sleep(0.02)
+    raise AssertionError("ctr events never subscribed")
+
+
 def journal_len(d: Any) -> int:
     return len(d.engine("journal", "tail", "-n", "0", "--format", "json").stdout.splitlines())
 
@@ -53,7 +64,7 @@ def test_create_then_ctr_sees_it(engine_daemon: Any) -> None:
     d = engine_daemon
     events = subprocess.Popen(["ctr", "--address", d.containerd_sock, "events"], stdout=subprocess.PIPE, text=True)
     try:
-        d.ctr("version")  # let the subscription settle
+        wait_subscribed(d)
         got = run(call(d.containerd_sock, "team", "Create", pb.CreateContainerRequest(
             container=container("web", labels={"tier": "front"}, snapshotter="overlayfs", snapshot_key="web"))))
         assert got.container.id == "web" and got.container.created_at.seconds > 0
