@@ -27,20 +27,21 @@ echo "== ctr (Debian's containerd client) against engine's containerd socket"
 ctr --address /run/engine/containerd.sock version
 ctr --address /run/engine/containerd.sock namespaces create "demo-$$" owner=demo 
 ctr --address /run/engine/containerd.sock namespaces ls
-echo "== a container run by engine-runtime (OCI runtime, runc-compatible CLI) from a busybox bundle"
-bundle=$(mktemp -d /tmp/engine-demo-XXXX)
-.venv/bin/python - "$bundle" <<'PY'
+echo "== an image built offline from Debian's busybox-static (skopeo), imported and unpacked by engine"
+work=$(mktemp -d /tmp/engine-demo-XXXX)
+.venv/bin/python - "$work" <<'PY'
 import sys
 from tests.support.rootfs import build_busybox_rootfs
-from tests.support.spec import default_spec
-import json, pathlib
-b = pathlib.Path(sys.argv[1])
-build_busybox_rootfs(b / "rootfs")
-spec = default_spec(["sh", "-c", "echo hello from a container: $(hostname), pid $$; cat /proc/self/cgroup | head -3"])
-(b / "config.json").write_text(json.dumps(spec))
+build_busybox_rootfs(sys.argv[1] + "/rootfs")
 PY
-.venv/bin/engine-runtime --root /run/engine/runtime run --bundle "$bundle" "demo-$$"
-rm -rf "$bundle"
+tar -C "$work/rootfs" -cf "$work/layer.tar" .
+skopeo copy -q "tarball:$work/layer.tar" "oci-archive:$work/busybox.tar:busybox:demo"
+ctr --address /run/engine/containerd.sock images import --base-name busybox "$work/busybox.tar"
+ctr --address /run/engine/containerd.sock images ls
+echo "== a container run through the daemon (ctr run: containers, snapshots, tasks, a shim, engine's runtime)"
+ctr --address /run/engine/containerd.sock run --rm busybox:demo "demo-$$" \
+  sh -c 'echo "hello from a container: $(hostname), pid $$, rootfs $(ls / | wc -l) entries"'
+rm -rf "$work"
 echo "== the journal: who did what, when"
 "$ENGINE" journal tail -n 10
 "$ENGINE" journal verify
