@@ -88,6 +88,9 @@ class TaskService:
         self._locks: dict[Key, asyncio.Lock] = {}
         self._clients: dict[Key, ShimClient] = {}
         self._pumps: dict[Key, asyncio.Task] = {}
+        # a start in flight: the pump holds that process's exit until the start's outcome is journaled,
+        # so a process that exits at once still reads started-then-exited in the journal
+        self._starting: dict[tuple[str, str, str], asyncio.Event] = {}
         self._deleting: set[Key] = set()
         self._listed: asyncio.Event | None = None  # set once recovery knows which tasks it must look at
         self._recovering: dict[Key, asyncio.Event] = {}
@@ -200,6 +203,9 @@ class TaskService:
             out = te.TaskOOM(container_id=cid, oom_kills=ev.get("oom_kills", 0), shim_seq=seq)
         if out is None:
             return False
+        gate = self._starting.get((*key, exec_id)) if ev["type"] == "exit" else None
+        if gate is not None:
+            await gate.wait()
         with contextlib.suppress(te.Duplicate):
             await self._append(key, [out], actor="shim", cause=cause)
         return True
@@ -286,19 +292,24 @@ class TaskService:
         async with self._command(key):
             await self._append(key, [te.TaskStartRequested(container_id=container_id, exec_id=exec_id)], actor=actor,
                                check=check)
+            gate = self._starting[(*key, exec_id)] = asyncio.Event()
             try:
-                t = await self.get(namespace, container_id)
-                fault("start:requested")
-                res = await (await self._client(key, t)).start(exec_id)
-                fault("start:started")
-            except EngineError as err:
-                await self._append(key, [te.TaskStartFailed(container_id=container_id, exec_id=exec_id,
-                                                            error=str(err))], actor=actor)
-                raise
-            ev: te.Event = (te.TaskExecStarted(container_id=container_id, exec_id=exec_id, pid=res["pid"]) if exec_id
-                            else te.TaskStarted(container_id=container_id, pid=res["pid"]))
-            await self._append(key, [ev], actor=actor)
-            return int(res["pid"])
+                try:
+                    t = await self.get(namespace, container_id)
+                    fault("start:requested")
+                    res = await (await self._client(key, t)).start(exec_id)
+                    fault("start:started")
+                except EngineError as err:
+                    await self._append(key, [te.TaskStartFailed(container_id=container_id, exec_id=exec_id,
+                                                                error=str(err))], actor=actor)
+                    raise
+                ev: te.Event = (te.TaskExecStarted(container_id=container_id, exec_id=exec_id, pid=res["pid"])
+                                if exec_id else te.TaskStarted(container_id=container_id, pid=res["pid"]))
+                await self._append(key, [ev], actor=actor)
+                return int(res["pid"])
+            finally:
+                self._starting.pop((*key, exec_id), None)
+                gate.set()
 
     async def _live(self, key: Key, what: str, *, allow: tuple[str, ...] = (te.CREATED, te.RUNNING, te.PAUSED)
                     ) -> tuple[Task, ShimClient]:
