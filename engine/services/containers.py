@@ -21,7 +21,7 @@ from engine.events.journal import Journal
 from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
 from engine.filters import Filter, mapping_adaptor
-from engine.services.namespaces import NamespaceCreated, validate_labels, validate_name
+from engine.services.namespaces import namespace_events, validate_labels, validate_name
 
 OCI_SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 
@@ -184,10 +184,7 @@ class ContainerService:
         def decide(tx: sqlite3.Cursor) -> list[Event]:
             if _get(tx, namespace, c.id) is not None:
                 raise AlreadyExists(f"container {c.id!r}: already exists")
-            out: list[Event] = []
-            if tx.execute("SELECT 1 FROM namespaces WHERE name = ?", (namespace,)).fetchone() is None:
-                out.append(NamespaceCreated(name=namespace))
-            return [*out, ContainerCreated(id=c.id, container=c)]
+            return [*namespace_events(tx, namespace), ContainerCreated(id=c.id, container=c)]
 
         envs = await self.journal.append(decide, namespace=namespace, actor=actor)
         return msgspec.structs.replace(c, created_ns=envs[-1].time_ns, updated_ns=envs[-1].time_ns)

@@ -38,8 +38,8 @@ from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
 from engine.filters import Adaptor, parse_all
 from engine.images.content import LocalStore, ReaderAt, Writer, digests, validate_ref
-from engine.services.leases import LeaseResourceAdded, LeaseResourceRemoved, namespace_events, require_lease
-from engine.services.namespaces import validate_labels, validate_name
+from engine.services.leases import LeaseResourceAdded, LeaseResourceRemoved, require_lease
+from engine.services.namespaces import namespace_events, validate_labels, validate_name
 
 _codec = (msgspec.json.Encoder(), msgspec.json.Decoder(dict[str, str]))
 _BIG_WRITE = 64 * 1024  # writes larger than this go to a worker thread

@@ -28,7 +28,7 @@ from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
 from engine.filters import Filter, mapping_adaptor
 from engine.images.content import digests
-from engine.services.namespaces import NamespaceCreated, validate_labels, validate_name
+from engine.services.namespaces import namespace_events, validate_labels, validate_name
 
 
 class Descriptor(msgspec.Struct, frozen=True, kw_only=True):
@@ -185,10 +185,7 @@ class ImageService:
         def decide(tx: sqlite3.Cursor) -> list[Event]:
             if _get(tx, namespace, img.name) is not None:
                 raise AlreadyExists(f"image {img.name!r}: already exists")
-            out: list[Event] = []
-            if tx.execute("SELECT 1 FROM namespaces WHERE name = ?", (namespace,)).fetchone() is None:
-                out.append(NamespaceCreated(name=namespace))
-            return [*out, ImageCreated(name=img.name, image=img)]
+            return [*namespace_events(tx, namespace), ImageCreated(name=img.name, image=img)]
 
         envs = await self.journal.append(decide, namespace=namespace, actor=actor)
         return msgspec.structs.replace(img, created_ns=envs[-1].time_ns, updated_ns=envs[-1].time_ns)

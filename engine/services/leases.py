@@ -28,7 +28,7 @@ from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
 from engine.filters import Adaptor, parse_all
 from engine.images.content import digests
-from engine.services.namespaces import NamespaceCreated, validate_labels, validate_name
+from engine.services.namespaces import namespace_events, validate_labels, validate_name
 
 LABEL_EXPIRE = "containerd.io/gc.expire"
 LABEL_FLAT = "containerd.io/gc.flat"
@@ -152,13 +152,6 @@ def require_lease(tx: sqlite3.Cursor | sqlite3.Connection, namespace: str, id_: 
 
 def _check_lease(tx: sqlite3.Cursor, namespace: str, id_: str) -> None:
     require_lease(tx, namespace, id_)
-
-
-def namespace_events(tx: sqlite3.Cursor, namespace: str) -> list[Event]:
-    """A NamespaceCreated when the namespace has no row yet (containerd creates namespaces on first use)."""
-    if tx.execute("SELECT 1 FROM namespaces WHERE name = ?", (namespace,)).fetchone():
-        return []
-    return [NamespaceCreated(name=namespace)]
 
 
 def lease_adaptor(lease: Lease) -> Adaptor:

@@ -8,7 +8,6 @@ fails with FailedPrecondition, as containerd's does.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sqlite3
 from typing import ClassVar
@@ -104,6 +103,12 @@ def _row(tx: sqlite3.Cursor | sqlite3.Connection, name: str) -> Namespace | None
     return Namespace(row[0], _labels_codec[1].decode(row[1])) if row else None
 
 
+def namespace_events(tx: sqlite3.Cursor, namespace: str) -> list[Event]:
+    """A NamespaceCreated when the namespace has no row yet, for a command to append with its own events
+    (containerd creates a namespace on first use, in the same transaction as the object)."""
+    return [] if _row(tx, namespace) is not None else [NamespaceCreated(name=namespace)]
+
+
 def update_labels(current: dict[str, str], labels: dict[str, str], paths: list[str] | None) -> dict[str, str]:
     """containerd's field-mask semantics: no paths replaces all labels; `labels` too; `labels.k` one key."""
     if not paths:
@@ -140,11 +145,6 @@ class NamespaceService:
         await self.journal.append([NamespaceCreated(name=name, labels=labels)], namespace=name, actor=actor,
                                   check=check)
         return Namespace(name, labels)
-
-    async def ensure(self, name: str, *, actor: str) -> None:
-        """Create the namespace if it does not exist (containerd creates namespaces on first use)."""
-        with contextlib.suppress(AlreadyExists):
-            await self.create(name, actor=actor)
 
     async def get(self, name: str) -> Namespace:
         validate_name(name)
