@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -83,7 +83,6 @@ class JournalStats:
     batches: int = 0
     events: int = 0
     largest_batch: int = 0
-    positions: dict[str, int] = field(default_factory=dict)
 
 
 class Journal:
