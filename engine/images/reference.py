@@ -126,7 +126,7 @@ def parse(s: str, *, default_tag: str = DEFAULT_TAG) -> Reference:
         raise InvalidArgument("invalid reference format")
     if path != path.lower() or not _PATH_RE.match(path):
         if any(c.isupper() for c in path):
-            raise InvalidArgument("invalid reference format: repository name (%s) must be lowercase" % path)
+            raise InvalidArgument(f"invalid reference format: repository name ({path}) must be lowercase")
         raise InvalidArgument("invalid reference format")
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = OFFICIAL_PREFIX + path
