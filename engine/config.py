@@ -37,7 +37,27 @@ FILE_KEYS = {
     "journal-durability": "journal_durability",
     "cgroup-parent": "cgroup_parent",
     "labels": "labels",
+    "insecure-registries": "insecure_registries",
+    "registry-mirrors": "registry_mirrors",
+    "runtimes": "runtimes",
+    "default-runtime": "default_runtime",
+    "bridge": "bridge",
+    "bip": "bip",
+    "fixed-cidr": "fixed_cidr",
+    "mtu": "mtu",
+    "default-address-pools": "default_address_pools",
+    "userland-proxy": "userland_proxy",
+    "dns": "dns",
+    "dns-search": "dns_search",
+    "dns-opts": "dns_opts",
+    "log-driver": "log_driver",
+    "log-opts": "log_opts",
+    "default-shm-size": "default_shm_size",
+    "init": "init",
+    "init-path": "init_path",
+    "network-prefix": "network_prefix",
 }
+LOG_DRIVERS = ("json-file", "local", "none")
 
 
 @dataclass
@@ -57,6 +77,31 @@ class Config:
     journal_durability: str = "normal"
     cgroup_parent: str = "engine"
     labels: list[str] = field(default_factory=list)
+    # registries: plain HTTP (and unverified TLS) for these hosts or CIDRs, as dockerd's --insecure-registry
+    insecure_registries: list[str] = field(default_factory=list)
+    registry_mirrors: list[str] = field(default_factory=list)
+    # OCI runtimes by name, as dockerd's "runtimes": {"name": {"path": "/usr/bin/crun", "runtimeArgs": []}};
+    # "engine" (the in-process runtime) is built in and the default
+    runtimes: dict[str, Any] = field(default_factory=dict)
+    default_runtime: str = "engine"
+    # networking (engine/network): the default bridge's name and address, as dockerd's -b/--bip
+    bridge: str = ""
+    bip: str = ""
+    fixed_cidr: str = ""
+    mtu: int = 0
+    default_address_pools: list[Any] = field(default_factory=list)
+    userland_proxy: bool = True
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_opts: list[str] = field(default_factory=list)
+    # prefix of every host-side network object (nft tables, veth names) so test daemons never collide
+    network_prefix: str = "engine"
+    # containers' defaults
+    log_driver: str = "json-file"
+    log_opts: dict[str, str] = field(default_factory=dict)
+    default_shm_size: str = "64m"
+    init: bool = False
+    init_path: str = ""
     config_file: str = ""
 
     # ---- derived paths ------------------------------------------------------------------------
@@ -94,6 +139,17 @@ class Config:
             raise InvalidArgument("--tlsverify needs --tlscacert, --tlscert and --tlskey")
         if self.tls and not (self.tlscert and self.tlskey):
             raise InvalidArgument("--tls needs --tlscert and --tlskey")
+        if self.log_driver not in LOG_DRIVERS:
+            raise InvalidArgument(f"invalid log-driver {self.log_driver!r}: use one of {', '.join(LOG_DRIVERS)}")
+        for name, rt in self.runtimes.items():
+            if not isinstance(rt, dict) or not isinstance(rt.get("path"), str) or not rt["path"]:
+                raise InvalidArgument(f"runtime {name!r}: want {{\"path\": \"/path/to/runtime\"}}")
+        if self.default_runtime != "engine" and self.default_runtime not in self.runtimes:
+            raise InvalidArgument(f"default-runtime {self.default_runtime!r} is not a configured runtime")
+        if self.mtu < 0 or self.mtu > 65535:
+            raise InvalidArgument(f"invalid mtu {self.mtu}")
+        if not self.network_prefix.isalnum() or len(self.network_prefix) > 8:
+            raise InvalidArgument(f"invalid network-prefix {self.network_prefix!r}: up to 8 letters or digits")
         for host in self.docker_hosts:
             validate_host(host, tls_decided=self.tls is not None or self.tlsverify)
         return self
@@ -123,6 +179,17 @@ def validate_host(host: str, *, tls_decided: bool) -> None:
             raise InvalidArgument(f"invalid host {host!r}: fd:// takes a file descriptor number or nothing")
     else:
         raise InvalidArgument(f"invalid host {host!r}: use unix://PATH, tcp://HOST:PORT or fd://")
+
+
+def key_values(items: list[str], what: str) -> dict[str, str]:
+    """``["a=b", "c=d"]`` (repeated ``--log-opt``/``--add-runtime`` flags) as a dict; InvalidArgument otherwise."""
+    out: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise InvalidArgument(f"invalid {what} {item!r}: want KEY=VALUE")
+        out[k] = v
+    return out
 
 
 def load(flags: dict[str, Any], config_file: str | None) -> Config:
@@ -161,6 +228,11 @@ def load(flags: dict[str, Any], config_file: str | None) -> Config:
             raise InvalidArgument(f"{key} must be true or false")
         if isinstance(default, str) and not isinstance(value, str):
             raise InvalidArgument(f"{key} must be a string")
+        if isinstance(default, dict) and not isinstance(value, dict):
+            raise InvalidArgument(f"{key} must be an object")
+        if isinstance(default, int) and not isinstance(default, bool) and (
+                not isinstance(value, int) or isinstance(value, bool)):
+            raise InvalidArgument(f"{key} must be a number")
         setattr(cfg, key, value)
     if cfg.debug:
         cfg.log_level = "debug"

@@ -48,8 +48,9 @@ class _App(typer.Typer):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-app = _App(add_completion=False, no_args_is_help=True, help="engine: a container engine with a journal")
-journal_app = _App(no_args_is_help=True, help="Inspect and verify the event journal")
+app = _App(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+           help="engine: a container engine with a journal")
+journal_app = _App(no_args_is_help=True, rich_markup_mode=None, help="Inspect and verify the event journal")
 app.add_typer(journal_app, name="journal")
 
 
@@ -96,6 +97,26 @@ def daemon(
     group: str | None = typer.Option(None, "--group", "-G", help="group owning the sockets [engine]"),
     journal_durability: str | None = typer.Option(None, "--journal-durability",
                                                      help="SQLite synchronous: off|normal|full|extra [normal]"),
+    cgroup_parent: str | None = typer.Option(None, "--cgroup-parent", help="parent cgroup of containers [engine]"),
+    insecure_registries: list[str] | None = typer.Option(None, "--insecure-registry",
+                                                         help="plain-HTTP registry host[:port] or CIDR (repeatable)"),
+    add_runtimes: list[str] | None = typer.Option(None, "--add-runtime", help="NAME=PATH of an OCI runtime"),
+    default_runtime: str | None = typer.Option(None, "--default-runtime", help="runtime name [engine]"),
+    bridge: str | None = typer.Option(None, "--bridge", "-b", help="default bridge name ('none': no bridge)"),
+    bip: str | None = typer.Option(None, "--bip", help="default bridge address, CIDR"),
+    fixed_cidr: str | None = typer.Option(None, "--fixed-cidr", help="container addresses from this range"),
+    mtu: int | None = typer.Option(None, "--mtu"),
+    dns: list[str] | None = typer.Option(None, "--dns", help="DNS server for containers (repeatable)"),
+    dns_search: list[str] | None = typer.Option(None, "--dns-search"),
+    dns_opts: list[str] | None = typer.Option(None, "--dns-opt"),
+    userland_proxy: bool | None = typer.Option(None, "--userland-proxy/--no-userland-proxy"),
+    network_prefix: str | None = typer.Option(None, "--network-prefix",
+                                              help="prefix of host network objects (nft tables, veths) [engine]"),
+    log_driver: str | None = typer.Option(None, "--log-driver", help="json-file|local|none [json-file]"),
+    log_opts: list[str] | None = typer.Option(None, "--log-opt", help="KEY=VALUE (repeatable)"),
+    default_shm_size: str | None = typer.Option(None, "--default-shm-size"),
+    init: bool | None = typer.Option(None, "--init", help="run an init inside containers by default"),
+    init_path: str | None = typer.Option(None, "--init-path"),
 ) -> None:
     """Run the engine daemon in the foreground."""
     from engine import config as config_mod
@@ -104,9 +125,18 @@ def daemon(
 
     given = {"root": root, "exec_root": exec_root, "hosts": hosts or None, "containerd_socket": containerd_socket,
              "log_level": log_level, "debug": debug, "tls": tls, "tlsverify": tlsverify, "tlscacert": tlscacert,
-             "tlscert": tlscert, "tlskey": tlskey, "group": group, "journal_durability": journal_durability}
+             "tlscert": tlscert, "tlskey": tlskey, "group": group, "journal_durability": journal_durability,
+             "cgroup_parent": cgroup_parent, "insecure_registries": insecure_registries or None,
+             "default_runtime": default_runtime, "bridge": bridge, "bip": bip, "fixed_cidr": fixed_cidr, "mtu": mtu,
+             "dns": dns or None, "dns_search": dns_search or None, "dns_opts": dns_opts or None,
+             "userland_proxy": userland_proxy, "network_prefix": network_prefix, "log_driver": log_driver,
+             "default_shm_size": default_shm_size, "init": init, "init_path": init_path}
     flags = {k: v for k, v in given.items() if v is not None}
     try:
+        if add_runtimes:
+            flags["runtimes"] = {k: {"path": v} for k, v in config_mod.key_values(add_runtimes, "--add-runtime").items()}
+        if log_opts:
+            flags["log_opts"] = config_mod.key_values(log_opts, "--log-opt")
         cfg = config_mod.load(flags, config_file)
     except EngineError as err:
         fail(f"engine daemon: {err}")
