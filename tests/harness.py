@@ -53,7 +53,9 @@ class EngineDaemon:
         self.docker_sock = str(self.exec_root / "docker.sock")
         self.containerd_sock = str(self.exec_root / "containerd.sock")
         self.log_path = self.base / "daemon.log"
-        self.cgroup_parent = f"engine-test-{uuid.uuid4().hex[:8]}"
+        tag = uuid.uuid4().hex[:6]
+        self.cgroup_parent = f"engine-test-{tag}"
+        self.network_prefix = f"t{tag}"  # nft tables, bridges and veths of this daemon carry it
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen | None = None
 
@@ -68,8 +70,10 @@ class EngineDaemon:
                 "DOCKER_CONFIG": str(self.base / "docker-config")}
 
     def args(self) -> list[str]:
-        return [ENGINE, "daemon", "--root", str(self.root), "--exec-root", str(self.exec_root),
-                "--log-level", "debug", *self.extra_args]
+        own = ["--root", str(self.root), "--exec-root", str(self.exec_root), "--log-level", "debug"]
+        if not any(a.startswith("--config") for a in self.extra_args):  # a daemon.json may set these instead
+            own += ["--cgroup-parent", self.cgroup_parent, "--network-prefix", self.network_prefix]
+        return [ENGINE, "daemon", *own, *self.extra_args]
 
     def start(self, wait: bool = True) -> EngineDaemon:
         log = open(self.log_path, "ab")
@@ -152,9 +156,90 @@ class EngineDaemon:
             return ""
 
     def cleanup(self) -> None:
+        """Remove everything this daemon may have left: its process, the shims and containers it started
+        (they outlive it by design), mounts and network namespaces under its roots, its cgroups, its nft
+        tables and links, and the directories."""
         with contextlib.suppress(Exception):
             self.kill()
+        kill_processes_under(str(self.base))
+        unmount_under(str(self.base))
+        remove_cgroups(self.cgroup_parent)
+        remove_network_objects(self.network_prefix)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def kill_processes_under(base: str) -> None:
+    """SIGKILL every process whose command line or cwd mentions `base` (shims, container inits) and wait."""
+    victims = []
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        if pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if base in cmd or cwd.startswith(base):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                victims.append(pid)
+    deadline = time.monotonic() + 5
+    for pid in victims:
+        while not pid_gone(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.01)
+
+
+def unmount_under(base: str) -> None:
+    """Lazily unmount every mount point under `base`, deepest first."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4].replace("\\040", " ") for line in f]
+    except OSError:
+        return
+    for mp in sorted((p for p in points if p == base or p.startswith(base + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+def remove_cgroups(parent: str) -> None:
+    """Remove `parent` and its children from every cgroup hierarchy (v1 controllers and v2)."""
+    roots = ["/sys/fs/cgroup"]
+    with contextlib.suppress(OSError):
+        roots += [os.path.join("/sys/fs/cgroup", d) for d in os.listdir("/sys/fs/cgroup")]
+    for root in roots:
+        top = os.path.join(root, parent)
+        if not os.path.isdir(top):
+            continue
+        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: len(t[0]), reverse=True):
+            with contextlib.suppress(OSError):
+                procs = open(os.path.join(dirpath, "cgroup.procs")).read().split()
+                for pid in procs:
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+            for _ in range(50):
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+def remove_network_objects(prefix: str) -> None:
+    """Delete nft tables and network links whose names start with `prefix` (a test daemon's own)."""
+    if shutil.which("nft"):
+        out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split()  # "table inet NAME"
+            if len(parts) == 3 and parts[2].startswith(prefix):
+                subprocess.run(["nft", "delete", "table", parts[1], parts[2]], capture_output=True)
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/sys/class/net"):
+            if name.startswith(prefix):
+                subprocess.run(["ip", "link", "delete", name], capture_output=True)
 
 
 def _run(cmd: list[str], env: dict[str, str], timeout: float, check: bool) -> subprocess.CompletedProcess:
