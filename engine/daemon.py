@@ -130,14 +130,15 @@ class Daemon:
                                             previous_stop_clean=clean)], namespace="", actor=ACTOR, cause="start")
         self.services = services = Services(journal=journal, namespaces=NamespaceService(journal),
                                             daemon_uuid=daemon_id, config=cfg, started_ns=time.time_ns())
-        # GC runs on request (a lease deleted with sync, an image removed with sync); image targets are its
-        # roots. It is not scheduled on a timer yet.
+        # GC runs on request (a lease deleted with sync, an image removed with sync) and on its scheduler
+        # (soon after a deletion, and periodically); image targets and containers' snapshots are its roots.
         content = await open_content_services(journal, cfg.root, actor=ACTOR)
         services.content, services.leases, services.gc = content.content, content.leases, content.gc
         services.gc.add_source(ImageSource())
         services.images = ImageService(journal, collect=services.gc.collect)
         services.snapshots = SnapshotService(journal, {name: make_backend(name, cfg.root)
                                                        for name in ("overlayfs", "native")})
+        services.gc.snapshots = services.snapshots  # unreferenced committed snapshots are collected too
         services.containers = ContainerService(journal)
         services.tasks = TaskService(journal, services.containers, cfg)
         # reconnect to the shims in the background: the API answers meanwhile, and a command on a task
@@ -146,6 +147,7 @@ class Daemon:
         report = await services.snapshots.recover(actor=ACTOR)
         if any(vars(report).values()):
             log.warning("snapshots recovered after an unclean stop: %s", report)
+        gc_task = asyncio.create_task(services.gc.run_scheduler(), name="gc-scheduler")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop, sig)
@@ -157,6 +159,9 @@ class Daemon:
             await self.stopping.wait()
             log.info("stopping on %s", self.stop_signal or "request")
         finally:
+            gc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gc_task
             await self._stop_servers()
             await journal.append([DaemonStopped(daemon_id=daemon_id, pid=os.getpid(), signal=self.stop_signal)],
                                  namespace="", actor=ACTOR, cause="stop")

@@ -76,6 +76,7 @@ class _Subscriber:
     match: Match | None
     queue: asyncio.Queue
     lagged: bool = False
+    internal: bool = False  # the daemon's own (gc, waits): not an events listener of a client
 
 
 @dataclass
@@ -389,14 +390,14 @@ class Journal:
         return await self.run_read(q)  # type: ignore[return-value]
 
     def subscribe(self, *, after_seq: int | None = None, match: Match | None = None,
-                  where: str = "", params: Sequence[object] = ()) -> Subscription:
+                  where: str = "", params: Sequence[object] = (), internal: bool = False) -> Subscription:
         """Every event after `after_seq` (None: from now on) that `match`es, then live ones, forever.
 
         The subscription is registered on the bus when this returns (before any backlog is read), so
         a caller may tell its client "subscribed" and nothing committed from then on is missed.
         `where`/`params` narrow the backlog in SQL (they must agree with `match`, which filters both).
         """
-        sub = _Subscriber(match, asyncio.Queue(self.queue_size))
+        sub = _Subscriber(match, asyncio.Queue(self.queue_size), internal=internal)
         self._subscribers.add(sub)
         last = self.last_seq if after_seq is None else after_seq
         backlog = after_seq is not None and after_seq < self.last_seq
@@ -433,7 +434,9 @@ class Journal:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        """Clients' subscriptions (Docker /events, containerd Events.Subscribe, the journal API), not the
+        daemon's own."""
+        return sum(1 for s in self._subscribers if not s.internal)
 
 
 class Subscription:

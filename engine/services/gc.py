@@ -17,6 +17,17 @@ deleted (``content.deleted``, cause ``gc``), then blob files no namespace holds 
 committed), then, when an ``ingest_expiry_ns`` is given, ingests idle for longer that no live lease holds
 and no writer has locked are aborted. A run that removed anything ends with ``gc.collected``.
 
+Snapshots: committed snapshots that nothing marks (no image's config labels their chain, no container
+uses them or a child of theirs, no lease holds them) are removed leaves first, through the snapshot
+service (``snapshot.remove_requested`` → ``snapshot.removed``, cause ``gc``), each re-checked unmarked
+inside the removal's transaction. Active snapshots and views are left alone (a client's own work), and so
+is any snapshot younger than ``SNAPSHOT_GRACE_NS``: an unpack commits layers before the image that will
+hold them is labelled.
+
+Scheduling (``run_scheduler``): a collection runs shortly after something that can free space was
+journaled (an image, lease, container or snapshot deleted, an image re-pointed) — several such events
+within ``DEBOUNCE_S`` make one run — and every ``PERIOD_S`` for expired leases.
+
 Design choices: the content deletions are decided inside the journal's write transaction (the mark is
 recomputed there), so a lease or a reference added concurrently is never lost; the cheap first pass is a
 plain read and a run with nothing to do appends nothing. Snapshots are marked (for their references to
@@ -26,6 +37,7 @@ Ingests are never collected without an expiry: a resumable ingest is the client'
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -33,11 +45,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol, cast
+from typing import Any, ClassVar, Protocol, cast
 
-from engine.errors import EngineError, InvalidArgument, NotFound, Unavailable
+from engine.errors import EngineError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from engine.events.journal import Journal
 from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
@@ -53,6 +65,12 @@ LABEL_ROOT = "containerd.io/gc.root"
 LABEL_REF_CONTENT = "containerd.io/gc.ref.content"
 LABEL_REF_SNAPSHOT = "containerd.io/gc.ref.snapshot."
 ORPHAN_INGEST_GRACE_NS = 60 * 1_000_000_000
+SNAPSHOT_GRACE_NS = 60 * 1_000_000_000
+DEBOUNCE_S = 0.5
+PERIOD_S = 300.0
+# what can leave something collectable behind (a collection's own events are not triggers)
+TRIGGERS = frozenset({"image.deleted", "image.updated", "lease.deleted", "container.deleted", "snapshot.removed",
+                      "lease.resource_deleted"})
 
 Node = tuple[str, str, str]
 """(kind, namespace, key): ("content", ns, digest), ("snapshots/<name>", ns, key), ("ingests", ns, ref)."""
@@ -66,6 +84,7 @@ class GcCollected(Event, frozen=True):
     blobs: int = 0
     leases: int = 0
     ingests: int = 0
+    snapshots: int = 0
     duration_ns: int = 0
 
 
@@ -157,6 +176,21 @@ class SnapshotSource:
         return out
 
 
+class ContainerSource:
+    """Every containerd container's snapshot (its snapshotter and snapshot key) is a root."""
+
+    def roots(self, tx: sqlite3.Cursor, now_ns: int) -> Iterable[tuple[Node, bool]]:
+        if not _table_exists(tx, "containers"):
+            return
+        for ns, record in tx.execute("SELECT namespace, record FROM containers").fetchall():
+            c = json.loads(record)
+            if c.get("snapshotter") and c.get("snapshot_key"):
+                yield (f"snapshots/{c['snapshotter']}", ns, c["snapshot_key"]), True
+
+    def refs(self, tx: sqlite3.Cursor, node: Node) -> Iterable[Node]:
+        return ()
+
+
 def mark(tx: sqlite3.Cursor, now_ns: int, sources: Iterable[Source]) -> set[Node]:
     """Every node reachable from the roots of `sources`."""
     sources = list(sources)
@@ -184,6 +218,7 @@ class GcReport:
     blobs: list[str]  # blob files removed
     leases: list[tuple[str, str]]  # (namespace, id) expired leases deleted
     ingests: list[tuple[str, str]]  # (namespace, ref) stale ingests aborted
+    snapshots: list[tuple[str, str, str]] = field(default_factory=list)  # (namespace, snapshotter, key) removed
     duration_ns: int = 0
 
 
@@ -199,8 +234,11 @@ class GarbageCollector:
         self.journal = journal
         self.content = content
         self.sources: list[Source] = list(sources) if sources is not None else [
-            ContentSource(), LeaseSource(), SnapshotSource()]
+            ContentSource(), LeaseSource(), SnapshotSource(), ContainerSource()]
         self.ingest_expiry_ns = ingest_expiry_ns
+        self.snapshots: Any = None  # the SnapshotService, when snapshots are to be swept (set by the daemon)
+        self.snapshot_grace_ns = SNAPSHOT_GRACE_NS
+        self._lock = asyncio.Lock()
 
     def add_source(self, source: Source) -> None:
         self.sources.append(source)
@@ -211,21 +249,93 @@ class GarbageCollector:
         return await self.journal.run_read(lambda c: mark(c.cursor(), now, self.sources))  # type: ignore[return-value]
 
     async def collect(self, *, actor: str = "gc", ingest_expiry_ns: int | None = None) -> GcReport:
-        start = time.monotonic_ns()
-        expiry = ingest_expiry_ns if ingest_expiry_ns is not None else self.ingest_expiry_ns
-        report = GcReport([], [], [], [])
-        await self._expire_leases(actor, report)
-        await self._sweep_content(actor, report)
-        await self._sweep_blobs(actor, report)
-        if expiry is not None:
-            await self._sweep_ingests(actor, expiry, report)
-        report.duration_ns = time.monotonic_ns() - start
-        if report.content or report.blobs or report.leases or report.ingests:
-            await self.journal.append([GcCollected(content=len(report.content), blobs=len(report.blobs),
-                                                   leases=len(report.leases), ingests=len(report.ingests),
-                                                   duration_ns=report.duration_ns)],
-                                      namespace="", actor=actor, cause="gc")
-        return report
+        async with self._lock:  # one collection at a time (requested ones and the scheduler's)
+            start = time.monotonic_ns()
+            expiry = ingest_expiry_ns if ingest_expiry_ns is not None else self.ingest_expiry_ns
+            report = GcReport([], [], [], [])
+            await self._expire_leases(actor, report)
+            if self.snapshots is not None:
+                await self._sweep_snapshots(actor, report)
+            await self._sweep_content(actor, report)
+            await self._sweep_blobs(actor, report)
+            if expiry is not None:
+                await self._sweep_ingests(actor, expiry, report)
+            report.duration_ns = time.monotonic_ns() - start
+            if report.content or report.blobs or report.leases or report.ingests or report.snapshots:
+                await self.journal.append([GcCollected(content=len(report.content), blobs=len(report.blobs),
+                                                       leases=len(report.leases), ingests=len(report.ingests),
+                                                       snapshots=len(report.snapshots),
+                                                       duration_ns=report.duration_ns)],
+                                          namespace="", actor=actor, cause="gc")
+            return report
+
+    async def run_scheduler(self, *, debounce_s: float = DEBOUNCE_S, period_s: float = PERIOD_S) -> None:
+        """Collect soon after something collectable was journaled, and periodically; runs until cancelled."""
+
+        def wanted(env: Envelope) -> bool:
+            return env.type in TRIGGERS and env.cause != "gc"
+
+        sub = self.journal.subscribe(match=wanted, internal=True)
+        it = sub.__aiter__()
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(it.__anext__(), period_s)
+                    await asyncio.sleep(debounce_s)
+                    while True:  # drain what arrived meanwhile: one run for the burst
+                        try:
+                            await asyncio.wait_for(it.__anext__(), 0.001)
+                        except TimeoutError:
+                            break
+                except TimeoutError:
+                    pass
+                try:
+                    await self.collect()
+                except EngineError as err:
+                    log.warning("scheduled garbage collection failed: %s", err)
+                except Exception:
+                    log.exception("scheduled garbage collection failed")
+        finally:
+            await sub.aclose()
+
+    def _unmarked_snapshots(self, tx: sqlite3.Cursor, now_ns: int) -> list[tuple[str, str, str]]:
+        if not _table_exists(tx, "snapshots"):
+            return []
+        live = mark(tx, now_ns, self.sources)
+        parents = {(ns, sn, p) for ns, sn, p in tx.execute(
+            "SELECT namespace, snapshotter, parent FROM snapshots WHERE parent != ''")}
+        out = []
+        for ns, sn, key, created in tx.execute(
+                "SELECT namespace, snapshotter, key, created_ns FROM snapshots "
+                "WHERE kind = 'committed' AND state = 'ready' ORDER BY namespace, snapshotter, key"):
+            if (f"snapshots/{sn}", ns, key) in live or (ns, sn, key) in parents:
+                continue
+            if now_ns - created < self.snapshot_grace_ns:
+                continue
+            out.append((ns, sn, key))
+        return out
+
+    async def _sweep_snapshots(self, actor: str, report: GcReport) -> None:
+        """Remove unmarked committed leaves; a parent becomes a leaf for the next round."""
+        while True:
+            now = time.time_ns()
+            plan = cast(list[tuple[str, str, str]],
+                        await self.journal.run_read(lambda c, now=now: self._unmarked_snapshots(c.cursor(), now)))
+            removed = 0
+            for ns, sn, key in plan:
+
+                def still(tx: sqlite3.Cursor, node: tuple[str, str, str] = (ns, sn, key)) -> None:
+                    if node not in self._unmarked_snapshots(tx, time.time_ns()):
+                        raise _Nothing("snapshot is in use again")
+
+                try:
+                    await self.snapshots.remove(sn, key, namespace=ns, actor=actor, cause="gc", check=still)
+                except (_Nothing, NotFound, FailedPrecondition, InvalidArgument):
+                    continue
+                report.snapshots.append((ns, sn, key))
+                removed += 1
+            if not removed:
+                return
 
     async def _expire_leases(self, actor: str, report: GcReport) -> None:
         now = time.time_ns()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -372,11 +372,16 @@ class SnapshotService:
         return Info(kind=i.kind, name=i.name, parent=i.parent, labels=i.labels, created_ns=i.created_ns,
                     updated_ns=envs[0].time_ns)
 
-    async def remove(self, snapshotter: str, key: str, *, namespace: str, actor: str) -> None:
+    async def remove(self, snapshotter: str, key: str, *, namespace: str, actor: str, cause: str = "api",
+                     check: Callable[[sqlite3.Cursor], None] | None = None) -> None:
+        """Remove a snapshot (a committed one only without children). `check` runs inside the journal's
+        transaction first and may refuse by raising (the garbage collector re-checks its mark there)."""
         be = self.backend(snapshotter, namespace)
         sids: list[str] = []
 
         def decide(tx: sqlite3.Cursor) -> list[Event]:
+            if check is not None:
+                check(tx)
             row = _ready(tx, namespace, snapshotter, key)
             if row.kind is Kind.COMMITTED and tx.execute(
                     "SELECT 1 FROM snapshots WHERE namespace = ? AND snapshotter = ? AND parent = ? LIMIT 1",
@@ -385,10 +390,10 @@ class SnapshotService:
             sids.append(row.sid)
             return [SnapshotRemoveRequested(snapshotter=snapshotter, key=key, sid=row.sid)]
 
-        await self.journal.append(decide, namespace=namespace, actor=actor)
+        await self.journal.append(decide, namespace=namespace, actor=actor, cause=cause)
         await asyncio.to_thread(be.remove, sids[0])
         await self.journal.append([SnapshotRemoved(snapshotter=snapshotter, key=key, sid=sids[0])],
-                                  namespace=namespace, actor=actor)
+                                  namespace=namespace, actor=actor, cause=cause)
 
     # ---- recovery --------------------------------------------------------------------------------
 
