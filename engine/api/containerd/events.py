@@ -104,9 +104,9 @@ def envelope_adaptor(namespace: str, topic: str, event: any_pb2.Any | None) -> f
     return adapt
 
 
-def to_envelope(env: Envelope) -> event_pb2.Envelope | None:
+def to_envelope(env: Envelope, memo: topics.Memo | None = None) -> event_pb2.Envelope | None:
     """The containerd envelope for a journal envelope, or None if containerd clients do not see it."""
-    out = topics.to_containerd(env)
+    out = topics.to_containerd(env, memo)
     if out is None:
         return None
     topic, event = out
@@ -152,6 +152,12 @@ class EventsServicer(EventsBase):
             actor=actor,
         )
 
+    async def _recall(self, memo: topics.Memo, env: Envelope, intent_type: str) -> None:
+        found = await self.journal.read(after_seq=0, limit=1000, where="subject = ? AND type = ? AND namespace = ?"
+                                        " AND seq < ?", params=(env.subject, intent_type, env.namespace, env.seq))
+        if found:
+            memo.put(found[-1])
+
     async def Subscribe(self, stream: Any) -> None:
         req: pb.SubscribeRequest = await stream.recv_message()
         try:
@@ -159,6 +165,7 @@ class EventsServicer(EventsBase):
         except InvalidArgument as err:
             raise InvalidArgument(f"failed parsing subscription filters: {err}") from None
         visible = topics.visible_types()
+        memo = topics.Memo()
         events = self.journal.subscribe(after_seq=None, match=lambda env: env.type in visible)
         # Run the subscription up to its first wait, so it is registered on the journal's bus,
         # then send the response headers: a client that has seen them misses no later event.
@@ -168,7 +175,10 @@ class EventsServicer(EventsBase):
             await stream.send_initial_metadata()
             env = await first
             while True:
-                out = to_envelope(env)
+                need = topics.missing_intent(env, memo)
+                if need is not None:  # subscribed between the intent and this outcome: read the intent
+                    await self._recall(memo, env, need)
+                out = to_envelope(env, memo)
                 if out is not None and (
                     flt is filters.ALWAYS or flt.match(envelope_adaptor(out.namespace, out.topic, out.event))
                 ):

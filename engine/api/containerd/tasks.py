@@ -4,8 +4,10 @@ Protobuf in, TaskService call (journaled where it changes state), protobuf out; 
 gRPC codes in status.py. Choices:
 
 * The container's runtime must be a runc shim name (``io.containerd.runc.v2``, or v1, or empty): all
-  of them are served by our shim. The request's ``options`` (``containerd.runc.v1.Options``) and
-  ``runtime_path`` are accepted and ignored for now; ``checkpoint`` is UNIMPLEMENTED (no CRIU).
+  of them are served by our shim. runc Options (``containerd.runc.v1.Options``: the request's when they
+  carry bytes, else the container's ``runtime.options``) are decoded by runc_options.py and passed to
+  the tasks service as a dict (``binary_name``, ``root``, ``systemd_cgroup``, …); a request's
+  ``runtime_path`` is refused unless empty; ``checkpoint`` is UNIMPLEMENTED (no CRIU).
 * Exec specs and Update resources arrive as Anys holding JSON (an OCI process, OCI linux resources),
   as containerd's typeurl packs them; they are decoded as JSON whatever the type URL.
 * Status: our ``creating`` is UNKNOWN, ``deleting`` reports the status it had before the delete.
@@ -14,8 +16,8 @@ gRPC codes in status.py. Choices:
   runc-shaped stats by cgroup_metrics.py, for the live tasks the filters select (id, container_id,
   status); a task that stops meanwhile is left out. Kill passes the signal through (0 probes).
 * Events: task.* journal events go out as /tasks/... topics (see the bottom of this module).
-  ``/tasks/create`` comes from ``task.created`` and carries container_id and pid only: the bundle, rootfs
-  and stdio are in ``task.create_requested``, which a per-envelope converter cannot see.
+  ``/tasks/create`` is sent for ``task.created`` (the task exists, as containerd sends it) with the pid
+  from it and the bundle, rootfs mounts and IO from its ``task.create_requested`` (topics.py's ``needs``).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from typing import Any
 
 from google.protobuf import any_pb2, empty_pb2, message, timestamp_pb2
 
-from engine.api.containerd import cgroup_metrics, context, filters, topics
+from engine.api.containerd import cgroup_metrics, context, filters, runc_options, topics
 from engine.api.containerd.gen.containerd.events import task_pb2 as epb
 from engine.api.containerd.gen.containerd.services.tasks.v1 import tasks_pb2 as pb
 from engine.api.containerd.gen.containerd.services.tasks.v1.tasks_grpc import TasksBase
 from engine.api.containerd.gen.containerd.types import metrics_pb2
+from engine.api.containerd.gen.containerd.types import mount_pb2 as mount_types_pb2
 from engine.api.containerd.gen.containerd.types.runc.options import oci_pb2
 from engine.api.containerd.gen.containerd.types.task import task_pb2 as tpb
 from engine.api.containerd.registry import implements
@@ -93,13 +96,19 @@ class TasksServicer(TasksBase):
         ns = context.namespace(stream)
         if req.HasField("checkpoint") and req.checkpoint.digest:
             raise Unimplemented("creating a task from a checkpoint is not supported: no CRIU")
+        if req.runtime_path:
+            raise InvalidArgument(f"runtime_path {req.runtime_path!r}: a shim binary by path is not supported"
+                                  f" (engine serves io.containerd.runc.v2 with its own shim)")
         c = await self.containers.get(ns, req.container_id)
         if c.runtime.name not in RUNC_RUNTIMES:
             raise NotFound(f"runtime {c.runtime.name!r} of container {req.container_id!r} is not installed"
                            f" (only io.containerd.runc.v2 is)")
+        copts = c.runtime.options
+        options = runc_options.effective(req.options if req.HasField("options") else None,
+                                         copts.type_url if copts else "", copts.value if copts else b"")
         t = await self.tasks.create(ns, req.container_id, rootfs_mounts=[mount_from_pb(m) for m in req.rootfs],
                                     stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal,
-                                    actor=context.actor(stream))
+                                    options=options, actor=context.actor(stream))
         await stream.send_message(pb.CreateTaskResponse(container_id=t.id, pid=t.pid))
 
     async def Start(self, stream: Any) -> None:
@@ -225,7 +234,20 @@ def _on(cls: type, topic: str, build: Any) -> None:
     topics.register(cls.TYPE)(convert)  # type: ignore[attr-defined]
 
 
-_on(te.TaskCreated, "/tasks/create", lambda e, _: epb.TaskCreate(container_id=e.container_id, pid=e.pid))
+def _task_create(env: Envelope, intent: Envelope | None) -> tuple[str, message.Message]:
+    ev = env.event
+    assert isinstance(ev, te.TaskCreated)
+    msg = epb.TaskCreate(container_id=ev.container_id, pid=ev.pid)
+    req = intent.event if intent is not None else None
+    if isinstance(req, te.TaskCreateRequested):
+        msg.bundle = req.bundle
+        msg.rootfs.extend(mount_types_pb2.Mount(type=m.type, source=m.source, options=list(m.options))
+                          for m in req.mounts)
+        msg.io.CopyFrom(epb.TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal))
+    return "/tasks/create", msg
+
+
+topics.register(te.TaskCreated.TYPE, needs=te.TaskCreateRequested.TYPE)(_task_create)
 _on(te.TaskStarted, "/tasks/start", lambda e, _: epb.TaskStart(container_id=e.container_id, pid=e.pid))
 _on(te.TaskExited, "/tasks/exit", lambda e, _: epb.TaskExit(
     container_id=e.container_id, id=e.container_id, pid=e.pid, exit_status=e.exit_status,
