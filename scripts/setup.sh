@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0; [ "${1:-}" = "--test" ] && want_test=1
 
-debs=(python3 python3-venv python3-dev gcc libc6-dev libseccomp-dev pkg-config nftables iproute2 ca-certificates)
+debs=(python3 python3-venv python3-dev gcc libc6-dev libseccomp-dev pkg-config nftables iproute2 ca-certificates tini)
 if [ $want_test = 1 ]; then
-  debs+=(containerd runc crun skopeo docker-registry busybox-static util-linux procps psmisc openssl)
+  debs+=(containerd runc crun skopeo docker-registry busybox-static util-linux procps psmisc openssl apache2-utils)
 fi
 missing=()
 for p in "${debs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
