@@ -32,6 +32,7 @@ from engine.services.images import ImageService, ImageSource
 from engine.services.namespaces import NamespaceService
 from engine.services.snapshots import SnapshotService
 from engine.services.tasks import TaskService
+from engine.services.volumes import VolumeService
 
 log = logging.getLogger("engine.daemon")
 ACTOR = "daemon"
@@ -141,6 +142,7 @@ class Daemon:
         services.gc.snapshots = services.snapshots  # unreferenced committed snapshots are collected too
         services.containers = ContainerService(journal)
         services.tasks = TaskService(journal, services.containers, cfg)
+        services.volumes = VolumeService(journal, cfg.root)
         # reconnect to the shims in the background: the API answers meanwhile, and a command on a task
         # waits for that task's recovery (exits that happened while the daemon was down journaled first)
         services.tasks.start_recovery()

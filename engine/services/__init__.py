@@ -22,14 +22,16 @@ if TYPE_CHECKING:
     from engine.services.namespaces import NamespaceService
     from engine.services.snapshots import SnapshotService
     from engine.services.tasks import TaskService
+    from engine.services.volumes import VolumeService
 
 
 def all_projections() -> Projections:
     """Every projection the journal maintains, in a fixed order."""
-    from engine.services import containers, gc, images, namespaces, snapshots, task_events
+    from engine.services import containers, gc, images, namespaces, snapshots, task_events, volumes
 
     projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS,
-                                     containers.PROJECTION, task_events.PROJECTION, images.PROJECTION]
+                                     containers.PROJECTION, task_events.PROJECTION, images.PROJECTION,
+                                     volumes.PROJECTION]
     return Projections(projections)
 
 
@@ -47,4 +49,5 @@ class Services:
     containers: ContainerService | None = None
     tasks: TaskService | None = None
     images: ImageService | None = None
+    volumes: VolumeService | None = None
     extra: dict[str, object] = field(default_factory=dict)

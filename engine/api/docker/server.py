@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import engine
 from engine.api import sockets
-from engine.api.docker import events, journal, system
+from engine.api.docker import events, journal, system, volumes
 from engine.api.docker.http import HttpServer
 from engine.api.docker.router import API_VERSION, Router
 from engine.config import Config
@@ -33,6 +33,7 @@ def build_router(services: Services) -> Router:
     r.add("GET", "/events", bind(events.get_events))
     r.add("GET", "/engine/journal", bind(journal.get_journal))
     r.add("POST", "/engine/journal/verify", bind(journal.post_verify))
+    volumes.register(r, services)
     return r
 
 
