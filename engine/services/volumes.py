@@ -28,6 +28,7 @@ Design choices:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import os
 import re
@@ -37,7 +38,7 @@ import sqlite3
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import msgspec
 
@@ -254,8 +255,8 @@ class VolumeService:
             raise NotFound(f"get {name}: no such volume")
         return v  # type: ignore[return-value]
 
-    async def list(self) -> list[Volume]:
-        def q(conn: sqlite3.Connection) -> list[Volume]:
+    async def list(self) -> builtins.list[Volume]:
+        def q(conn: sqlite3.Connection) -> builtins.list[Volume]:
             names = [r[0] for r in conn.execute("SELECT name FROM volumes ORDER BY name")]
             return [v for n in names if (v := _read(conn, self.root, n)) is not None]
 
@@ -286,7 +287,7 @@ class VolumeService:
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     async def prune(self, *, all_volumes: bool = False, labels: list[str] | None = None,
-                    actor: str) -> tuple[list[str], int]:
+                    actor: str) -> tuple[builtins.list[str], int]:
         """Remove unreferenced volumes (only anonymous ones unless `all_volumes`); (names, bytes freed)."""
         removed, freed = [], 0
         for v in await self.list():
@@ -312,18 +313,18 @@ class VolumeService:
                                   actor=actor, check=check)
         return await self.get(name)
 
-    async def dereference_all(self, container: str, *, actor: str, remove_anonymous: bool = False) -> list[str]:
+    async def dereference_all(self, container: str, *, actor: str, remove_anonymous: bool = False) -> builtins.list[str]:
         """Drop every reference of `container`; with `remove_anonymous` (``docker rm -v``) remove its anonymous
         volumes that nothing else references. Returns the names removed."""
-        names = await self.journal.run_read(lambda c: [r[0] for r in c.execute(
-            "SELECT name FROM volume_refs WHERE container = ? ORDER BY name", (container,))])
+        names = cast(builtins.list[str], await self.journal.run_read(lambda c: [r[0] for r in c.execute(
+            "SELECT name FROM volume_refs WHERE container = ? ORDER BY name", (container,))]))
         if not names:
             return []
-        await self.journal.append([VolumeDereferenced(name=n, container=container) for n in names],  # type: ignore[union-attr]
+        await self.journal.append([VolumeDereferenced(name=n, container=container) for n in names],
                                   namespace=NAMESPACE, actor=actor)
         removed = []
         if remove_anonymous:
-            for n in names:  # type: ignore[union-attr]
+            for n in names:
                 with contextlib.suppress(NotFound, Conflict):
                     v = await self.get(n)
                     if v.anonymous:
