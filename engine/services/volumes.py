@@ -286,7 +286,7 @@ class VolumeService:
             subprocess.run(["umount", "-l", data], capture_output=True)
         shutil.rmtree(self.root / name, ignore_errors=True)
 
-    async def prune(self, *, all_volumes: bool = False, labels: list[str] | None = None,
+    async def prune(self, *, all_volumes: bool = False, labels: builtins.list[str] | None = None,
                     actor: str) -> tuple[builtins.list[str], int]:
         """Remove unreferenced volumes (only anonymous ones unless `all_volumes`); (names, bytes freed)."""
         removed, freed = [], 0
