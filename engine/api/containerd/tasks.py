@@ -47,10 +47,12 @@ _STATUS: dict[str, Any] = {te.CREATING: tpb.UNKNOWN, te.CREATED: tpb.CREATED, te
            te.STOPPED: tpb.STOPPED}
 
 
-def _ts(ns: int) -> timestamp_pb2.Timestamp:
+def _ts(ns: int) -> timestamp_pb2.Timestamp | None:
+    """A Timestamp for a time in ns, or None (the field stays unset, as containerd leaves a zero time) for 0."""
+    if ns <= 0:
+        return None
     ts = timestamp_pb2.Timestamp()
-    if ns > 0:
-        ts.FromNanoseconds(ns)
+    ts.FromNanoseconds(ns)
     return ts
 
 
@@ -131,7 +133,7 @@ class TasksServicer(TasksBase):
         before = process_pb(await self.tasks.get(ns, req.container_id), req.exec_id)
         await self.tasks.delete(ns, req.container_id, req.exec_id, actor=context.actor(stream))
         await stream.send_message(pb.DeleteResponse(id=req.exec_id, pid=before.pid, exit_status=before.exit_status,
-                                                    exited_at=before.exited_at))
+                                                    exited_at=before.exited_at if before.HasField("exited_at") else None))
 
     async def Get(self, stream: Any) -> None:
         req: pb.GetRequest = await stream.recv_message()
