@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from engine.api.docker.http import Request, Response, StreamResponse
-from engine.errors import EngineError, Unavailable
+from engine.errors import EngineError, NotFound
 from engine.services import Services
 
 NAMESPACE = "moby"
@@ -139,8 +139,8 @@ _enc = msgspec.json.Encoder()
 
 async def get_stats(services: Services, req: Request) -> Response | StreamResponse:
     docker = getattr(services, "docker", None)
-    if docker is None or services.tasks is None:
-        raise Unavailable("the daemon serves no Docker containers")
+    if docker is None or services.tasks is None:  # a daemon without the dockerd role has no containers
+        raise NotFound(f"No such container: {req.params['id']}")
     c = await docker.resolve(req.params["id"])
     cid, name = c.id, c.name
     stream = req.flag("stream", True)
