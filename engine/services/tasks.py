@@ -428,7 +428,7 @@ class TaskService:
     async def wait(self, namespace: str, container_id: str, exec_id: str = "") -> tuple[int, int]:
         """(exit_status, exited_at) once the process has exited, as the journal records it."""
         types = {"task.exec_exited"} if exec_id else {"task.exited", "task.vanished", "task.deleted"}
-        sub = self.journal.subscribe(match=lambda env: env.namespace == namespace and env.subject == container_id
+        sub = self.journal.subscribe(internal=True, match=lambda env: env.namespace == namespace and env.subject == container_id
                                      and env.type in types)
         try:
             while True:
