@@ -104,7 +104,13 @@ def pids_in(results: list[tuple[int, str, str]], steps: list[tuple[str, ...]]) -
 
 
 def content_rows(out: str) -> dict[str, str]:
-    return {line.split("\t", 1)[0]: line for line in out.splitlines()[1:] if line.strip()}
+    """Rows by digest, the labels sorted (ctr prints a Go map: its order changes from run to run)."""
+    rows = {}
+    for line in out.splitlines()[1:]:
+        if line.strip():
+            *head, labels = line.split("\t")
+            rows[head[0]] = "\t".join([*head, ",".join(sorted(labels.split(",")))])
+    return rows
 
 
 @pytest.fixture

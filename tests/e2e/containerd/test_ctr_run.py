@@ -11,6 +11,7 @@ containers, the cgroups ctr's spec puts under /<namespace>/<id>, ctr's FIFO dire
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -32,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grpclib.client import Channel
+from grpclib.exceptions import GRPCError
 
+from engine.api.containerd.gen.containerd.services.namespaces.v1 import namespace_grpc
+from engine.api.containerd.gen.containerd.services.namespaces.v1 import namespace_pb2 as npb
+from engine.api.containerd.gen.containerd.services.snapshots.v1 import snapshots_grpc
+from engine.api.containerd.gen.containerd.services.snapshots.v1 import snapshots_pb2 as spb
+from engine.api.containerd.gen.containerd.services.tasks.v1 import tasks_grpc
+from engine.api.containerd.gen.containerd.services.tasks.v1 import tasks_pb2 as tpb
 from tests.e2e.containerd.test_ctr import LineReader, parse_event, table
 from tests.support.images import busybox_layer_tar, busybox_oci_archive
 
@@ -389,3 +398,77 @@ def test_bad_input_gets_containerd_errors_and_changes_nothing(ns: NS) -> None:
     # still exactly one container and one running task
     assert [r[0] for r in ns.lines("containers", "ls")[1:]] == ["b1"]
     assert [r[0] for r in ns.lines("tasks", "ls")[1:]] == ["b1"]
+
+
+# --- filters on every List ---------------------------------------------------------------------------
+
+
+async def _grpc_lists(sock: str, ns: str) -> dict[str, Any]:
+    """Each List that ctr 1.6 sends no filters for, called with filters over gRPC."""
+    md = {"containerd-namespace": ns}
+    ch = Channel(path=sock)
+    out: dict[str, Any] = {}
+    try:
+        tasks, snaps = tasks_grpc.TasksStub(ch), snapshots_grpc.SnapshotsStub(ch)
+        nss = namespace_grpc.NamespacesStub(ch)
+        out["tasks running"] = [t.id for t in (await tasks.List(tpb.ListTasksRequest(filter="status==running"),
+                                                                metadata=md)).tasks]
+        out["tasks f2"] = [t.id for t in (await tasks.List(tpb.ListTasksRequest(filter="id==f2"), metadata=md)).tasks]
+        out["namespaces"] = [n.name for n in (await nss.List(npb.ListNamespacesRequest(
+            filter=f"labels.purpose==filters,name=={ns}"))).namespaces]
+        out["active snapshots"] = sorted(i.name for i in await _collect(snaps, md))
+        for name, call in (("bad tasks", tasks.List(tpb.ListTasksRequest(filter="id=="), metadata=md)),
+                           ("bad namespaces", nss.List(npb.ListNamespacesRequest(filter="labels.\"x"))),
+                           ("bad metrics", tasks.Metrics(tpb.MetricsRequest(filters=["id~=("]), metadata=md))):
+            try:
+                await call
+                out[name] = "accepted"
+            except GRPCError as err:
+                out[name] = (err.status.name, err.message)
+    finally:
+        ch.close()
+    return out
+
+
+async def _collect(snaps: Any, md: dict[str, str]) -> list[Any]:
+    got: list[Any] = []
+    async with snaps.List.open(metadata=md) as stream:
+        await stream.send_message(spb.ListSnapshotsRequest(snapshotter="overlayfs", filters=["kind==active"]),
+                                  end=True)
+        async for msg in stream:
+            got.extend(msg.info)
+    return got
+
+
+def test_filters_on_every_list(ns: NS) -> None:
+    ns.import_busybox()
+    ns.ctr("images", "tag", IMG, "example.com/other:2")
+    ns.ctr("run", "-d", "--label", "team=a", IMG, "f1", "sleep", "1000")
+    ns.ctr("containers", "create", "--label", "team=b", "example.com/other:2", "f2", "true")
+    ns.ctr("tasks", "start", "-d", "f2")
+    ns.d.ctr("namespaces", "label", ns.name, "purpose=filters")
+    lease = ns.ctr("leases", "create", "--id", "lf", "x=1").stdout.strip()
+    try:
+        assert lease == "lf"
+        cols = lambda *a: [r[0] for r in ns.lines(*a)[1:]]  # noqa: E731
+        assert cols("containers", "ls", "labels.team==a") == ["f1"]
+        assert cols("containers", "ls", "image==example.com/other:2") == ["f2"]
+        assert cols("containers", "ls", "id~=^f[12]$") == ["f1", "f2"]
+        assert cols("containers", "ls", "labels.team==a", "labels.team==b") == ["f1", "f2"]  # alternatives or'ed
+        assert cols("images", "ls", "name==example.com/other:2") == ["example.com/other:2"]
+        assert cols("images", "ls", "name~=busybox") == [IMG]
+        assert cols("content", "ls", 'labels."containerd.io/uncompressed"') == [CHAIN_ID]
+        assert cols("leases", "ls", "id==lf") == ["lf"] and cols("leases", "ls", "labels.x==2") == []
+        wait_for("f2 stopped", lambda: task_row(ns, "f2")[2] == "STOPPED")  # type: ignore[index]
+        got = asyncio.run(_grpc_lists(ns.d.containerd_sock, ns.name))
+        assert got["tasks running"] == ["f1"] and got["tasks f2"] == ["f2"]
+        assert got["namespaces"] == [ns.name]
+        assert got["active snapshots"] == ["f1", "f2"]
+        for name in ("bad tasks", "bad namespaces", "bad metrics"):
+            assert got[name][0] == "INVALID_ARGUMENT", (name, got[name])
+        for args in (("containers", "ls", "id=="), ("images", "ls", "==x"), ("content", "ls", "digest=="),
+                     ("leases", "ls", "id~=(")):
+            r = ns.ctr(*args, check=False)
+            assert r.returncode != 0 and "invalid argument" in r.stderr, (args, r.stderr)
+    finally:
+        ns.ctr("leases", "rm", "lf", check=False)
