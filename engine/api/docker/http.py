@@ -126,11 +126,16 @@ Handler = Callable[[Request], Awaitable[Response | StreamResponse | Hijack]]
 
 
 class Conn:
-    """The raw duplex stream of a hijacked connection."""
+    """The raw duplex stream of a hijacked connection.
+
+    ``reader`` ends (EOF) when the client half-closes its write side (``shutdown(SHUT_WR)``, which
+    ``docker run`` without ``-i`` does at once) or goes; writing goes on after a half-close. ``lost`` is set
+    only when the connection is gone for good, so a stream can stop following its source then."""
 
     def __init__(self, proto: HttpProtocol) -> None:
         self._proto = proto
         self.reader = asyncio.StreamReader(limit=1 << 20)
+        self.lost = asyncio.Event()
 
     def write(self, data: bytes) -> None:
         if not self._proto.closed:
@@ -194,6 +199,7 @@ class HttpProtocol(asyncio.Protocol):
         self._pipeline.clear()
         if self._hijacked is not None:
             self._hijacked.reader.feed_eof()
+            self._hijacked.lost.set()
         for req in (self._request, self._parsing):
             if req is not None:
                 req.body.feed_eof()
