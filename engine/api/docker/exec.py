@@ -71,19 +71,19 @@ async def post_exec_start(services: Services, req: Request) -> Response | Hijack
     svc.check_startable(e)
     await svc.require_running(e.container_id)
     if detach:
-        await svc.start(e.id, detach=True, tty=bool(tty) if tty is not None else None, console_size=size,
-                        actor=req.actor)
+        await svc.start(e.id, detach=True, console_size=size, actor=req.actor)
         return Response(200, b"", "application/json")
+    # dockerd frames by the start's Tty (docker-py sends false unless told), whatever the process has
     use_tty = bool(tty) if tty is not None else e.tty
     keys = parse_detach_keys(e.config.get("DetachKeys") or DEFAULT_DETACH_KEYS)
     mux = not use_tty
-    want = {1} if use_tty else ({1} if e.config.get("AttachStdout") else set()) | (
-        {2} if e.config.get("AttachStderr") else set())
+    out, err = bool(e.config.get("AttachStdout")), bool(e.config.get("AttachStderr"))
+    want = ({1} if out or (e.tty and err) else set()) | ({2} if err else set())
     enc = encoder(mux, want)
 
     async def run(conn: Conn) -> None:
         try:
-            await svc.start(e.id, detach=False, tty=use_tty, console_size=size, actor=req.actor)
+            await svc.start(e.id, detach=False, console_size=size, actor=req.actor)
         except EngineError as err:
             msg = f"{err}\r\n".encode()
             conn.write(logread.frame(3, msg) if mux else msg)

@@ -176,6 +176,8 @@ class HttpProtocol(asyncio.Protocol):
         self._pipeline: deque[Request] = deque()  # complete requests waiting for their turn
         self._held = b""  # bytes received while a response streams, parsed after it
         self._broken = False  # the parser cannot go on (an upgrade, a parse error)
+        self._upgrade_body: Request | None = None  # an upgrading request whose body is still arriving
+        self._upgrade_left = 0
         self._error: str | None = None  # a parse error to answer once the requests before it are
         self._request: Request | None = None  # the request being handled
         self._task: asyncio.Task | None = None
@@ -221,6 +223,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._hijacked is not None:
             self._hijacked.reader.feed_data(data)
             return
+        if self._upgrade_body is not None:
+            data = self._feed_upgrade_body(data)
         if self.streaming or self._broken:
             self._held += data
             return
@@ -229,16 +233,37 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0] if upgrade.args else len(data)
             self._broken = True  # the rest of the connection is the upgraded stream, not HTTP
-            if self._parsing is not None:
-                self._parsing.upgrade = True
-                self._parsing.body.feed_eof()
-                self._parsing = None
-            self._held += data[offset:]
+            rest = data[offset:]
+            req = self._parsing or self._upgrade_body
+            self._parsing = None
+            if req is not None:
+                req.upgrade = True
+                # the parser stops at the headers: a body (exec start's JSON) comes before the stream
+                try:
+                    self._upgrade_left = int(req.headers.get("content-length", "0") or 0)
+                except ValueError:
+                    self._upgrade_left = 0
+                self._upgrade_body = req
+                rest = self._feed_upgrade_body(rest)
+            self._held += rest
         except httptools.HttpParserError as err:
             self._broken = True
             self._error = self._error or f"malformed HTTP request: {err}"
             if self._task is None or self._task.done():
                 self._next()  # else answer what came before it first
+
+    def _feed_upgrade_body(self, data: bytes) -> bytes:
+        """Give an upgrading request its Content-Length bytes; returns what follows them."""
+        req = self._upgrade_body
+        assert req is not None
+        take = data[: self._upgrade_left]
+        if take:
+            req.body.feed_data(take)
+            self._upgrade_left -= len(take)
+        if self._upgrade_left <= 0:
+            req.body.feed_eof()
+            self._upgrade_body = None
+        return data[len(take):]
 
     def eof_received(self) -> bool:
         if self._hijacked is not None:
@@ -291,6 +316,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         req = self._parsing
+        if req is not None and req.upgrade:
+            # httptools reports an upgrade's end at its headers: its body follows as raw bytes, given to
+            # it by data_received; reading goes on
+            self._upgrade_body = req
+            self._parsing = None
+            return
         if req is not None:
             req.body.feed_eof()
             self._parsing = None

@@ -299,9 +299,12 @@ class DockerExecService:
         if e.started:
             raise Conflict(f"Error: Exec command {e.id} has already run")
 
-    async def start(self, exec_id: str, *, detach: bool, tty: bool | None = None,
-                    console_size: list[int] | None = None, actor: str) -> DockerExec:
-        """Start the process; unless `detach`, ``e.io`` is then its stdio (read ``e.io.output()``)."""
+    async def start(self, exec_id: str, *, detach: bool, console_size: list[int] | None = None,
+                    actor: str) -> DockerExec:
+        """Start the process; unless `detach`, ``e.io`` is then its stdio (read ``e.io.output()``).
+
+        Whether the process has a terminal is the create's ``Tty``; the start's ``Tty`` only chooses the
+        stream's framing (dockerd's rule), which is the API layer's business."""
         assert self.services.tasks is not None and self.services.containers is not None
         tasks = self.services.tasks
         e = self.get(exec_id)
@@ -309,8 +312,6 @@ class DockerExecService:
         t = await self.require_running(e.container_id)
         e.started = True
         cfg = e.config
-        if tty is not None:
-            cfg["Tty"] = tty
         if console_size:
             cfg["ConsoleSize"] = console_size
         try:
