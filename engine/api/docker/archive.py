@@ -97,9 +97,7 @@ def stat_path(root: str, path: str) -> tuple[str, dict[str, Any]]:
     link = ""
     if stat.S_ISLNK(st.st_mode):
         link = rootfs.container_path(root, rootfs.resolve(root, path, follow_last=True))
-    name = os.path.basename(path.rstrip("/")) or "/"
-    if name == ".":
-        name = os.path.basename(host) or "/"
+    name = os.path.basename(path.rstrip("/")) or "/"  # Go's filepath.Base: "/d/." is ".", "/d/" is "d"
     return host, {"name": name, "size": st.st_size, "mode": go_mode(st), "mtime": _rfc3339(st.st_mtime_ns),
                   "linkTarget": link}
 
@@ -152,8 +150,11 @@ async def get_archive(services: Services, req: Request) -> Response | StreamResp
         if req.method == "HEAD":
             await stack.aclose()
             return Response(200, b"", "application/json", headers)
-        parent, base = os.path.split(host.rstrip("/")) if host.rstrip("/") != root.rstrip("/") else (host, ".")
-        rebase = st["name"] if st["name"] != "/" else "."
+        if st["name"] in ("/", ".") or host.rstrip("/") == root.rstrip("/"):
+            parent, base, rebase = host, ".", "."  # a directory's contents: "./…" (docker cp c:/d/. x)
+        else:
+            parent, base = os.path.split(host.rstrip("/"))
+            rebase = st["name"]
         argv = ["tar", "--numeric-owner", "-C", parent, "-cf", "-"]
         if base != rebase and base != ".":
             argv += ["--transform", f"s|^{_sed_escape(base)}|{_sed_escape(rebase)}|"]
