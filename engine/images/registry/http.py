@@ -142,7 +142,7 @@ class Response:
                         raise Unavailable(f"{self.url}: connection closed in the middle of the response body")
                     self._keep_alive = False
                     self._complete = True
-        except (OSError, asyncio.TimeoutError) as err:
+        except (TimeoutError, OSError) as err:
             self.close()
             raise Unavailable(f"{self.url}: {err or type(err).__name__}") from err
         self._release()
@@ -201,7 +201,7 @@ class HttpClient:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, ssl=ctx, limit=READ_SIZE * 2), CONNECT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as err:
+        except (TimeoutError, OSError, ssl.SSLError) as err:
             raise Unavailable(f"{scheme}://{host}:{port}: cannot connect: {err or type(err).__name__}") from err
         return _Conn(key, reader, writer)
 
@@ -284,7 +284,7 @@ class HttpClient:
                 await conn.writer.drain()
                 await resp._read_head()
                 return resp
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as err:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError) as err:
                 conn.close()
                 if conn.reused and not streaming and attempt == 0:
                     continue  # the server closed an idle connection: once more on a fresh one

@@ -1,0 +1,420 @@
+"""Pulling images from a registry into the content store, then the image record and its snapshots.
+
+``PullService.pull`` resolves a reference on its registry (engine/images/registry), fetches the index (if
+any), the manifest for the wanted platform (the host's by default), the config and the layers into the
+namespace's content store, creates or updates the image record (name = the full reference, or
+``repo@sha256:…`` for a pull by digest; target = what the reference resolved to), unpacks it
+(engine/services/image_unpack.py) and journals ``image.pulled``. ``push`` lives in engine/services/push.py.
+
+Design choices:
+
+* **Lease.** Everything fetched is protected by a lease (``containerd.io/gc.expire`` a day ahead, as
+  containerd's pull lease) that is deleted at the end; a crash leaves the lease to protect the ingests
+  until then, and no image record exists before every blob is committed, so a crash never leaves a record
+  that points at missing content.
+* **Resume.** A blob is ingested under the ref ``pull-<digest>``; a later pull (after an interrupted one or a
+  daemon crash) opens the same ingest and asks the registry for the rest with ``Range``. A connection that
+  breaks mid-blob is resumed the same way, up to ``RETRIES`` times.
+* **Verification.** The content writer checks size and digest before the rename; a mismatch aborts the
+  ingest, so nothing half-stored stays behind, and the pull fails with the digests named.
+* **Single flight.** Concurrent pulls that need the same blob in one namespace share one download (a
+  future per (namespace, digest)); the others wait, then add the blob to their own lease.
+* **GC labels** as containerd writes them: ``containerd.io/gc.ref.content.m.<i>`` on an index,
+  ``…config`` and ``…l.<i>`` on a manifest; and ``containerd.io/distribution.source.<host>=<repo>`` on every
+  blob, which push uses for cross-repository mounts.
+* **Progress** goes to a callback as Docker's JSON-stream messages (``Pulling fs layer`` … ``Status:``);
+  it is not journaled. ``ENGINE_FAULT_PULL=<point>`` (``layer:partial``, ``layers:done``) SIGKILLs the
+  daemon there, for the crash tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from engine.errors import AlreadyExists, DataLoss, FailedPrecondition, NotFound, Unavailable
+from engine.events.types import Event
+from engine.images import formats, reference
+from engine.images.platforms import Platform
+from engine.images.registry import Credentials, HttpClient, Registry, Repository, from_docker_config
+from engine.services import image_unpack
+from engine.services.images import Descriptor as ImageDescriptor
+from engine.services.images import Image
+from engine.services.leases import LABEL_EXPIRE, Resource
+
+if TYPE_CHECKING:
+    from engine.images.registry.http import Response
+    from engine.services import Services
+
+log = logging.getLogger(__name__)
+
+FAULT_ENV = "ENGINE_FAULT_PULL"
+_FAULT = os.environ.get(FAULT_ENV, "")
+DOWNLOADS = 3  # concurrent layer downloads per pull, as dockerd's default
+RETRIES = 3
+WRITE_SIZE = 1 << 20
+LEASE_TTL = dt.timedelta(hours=24)
+LABEL_SOURCE = "containerd.io/distribution.source."
+LABEL_GC_CONTENT = "containerd.io/gc.ref.content."
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class ImagePulled(Event, frozen=True):
+    TYPE: ClassVar[str] = "image.pulled"
+    SUBJECT: ClassVar[str] = "name"
+    name: str
+    digest: str  # the record's target: the index or manifest the reference resolved to
+    registry: str
+    size: int = 0  # compressed size of the platform's layers
+    config: str = ""  # the Docker image ID
+
+
+class ImagePushed(Event, frozen=True):
+    TYPE: ClassVar[str] = "image.pushed"
+    SUBJECT: ClassVar[str] = "name"
+    name: str
+    digest: str
+    registry: str
+    size: int = 0
+
+
+def fault(point: str) -> None:
+    if _FAULT and point == _FAULT:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def human(n: float) -> str:
+    """go-units' HumanSizeWithPrecision(n, 4): decimal units, 4 significant digits."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000
+        i += 1
+    return f"{n:.4g}{units[i]}"
+
+
+def progress_bar(current: int, total: int) -> str:
+    width = 50
+    if total <= 0:
+        return human(current)
+    n = min(int(width * current / total), width)
+    bar = "=" * n + (">" if n < width else "") + " " * max(width - n - 1, 0)
+    return f"[{bar}] {human(current):>8}/{human(total)}"
+
+
+def message(status: str, id_: str = "", current: int | None = None, total: int | None = None) -> dict[str, Any]:
+    msg: dict[str, Any] = {"status": status}
+    if id_ or current is not None:
+        detail: dict[str, int] = {}
+        if current is not None:
+            detail["current"] = current
+            if total:
+                detail["total"] = total
+        msg["progressDetail"] = detail
+    if current is not None and total:
+        msg["progress"] = progress_bar(current, total)
+    if id_:
+        msg["id"] = id_
+    return msg
+
+
+def manifest_not_found(ref: reference.Reference, err: Exception) -> NotFound:
+    text = str(err).split(": ", 1)[-1]
+    return NotFound(f"manifest for {ref.familiar()} not found: {text}")
+
+
+def image_name(ref: reference.Reference) -> str:
+    """The record name: ``repo:tag``, or ``repo@digest`` for a pull by digest."""
+    return str(ref)
+
+
+class PullService:
+    """Pull (and, with engine/services/push.py, push) images between registries and a namespace."""
+
+    def __init__(self, services: Services, http: HttpClient | None = None) -> None:
+        self.services = services
+        self.http = http or HttpClient()
+        self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self.last_timings: dict[str, float] = {}
+
+    def registry(self, domain: str, auth: Credentials | None = None) -> Registry:
+        creds = auth or from_docker_config(domain)
+        return Registry(domain, self.http, creds, insecure=list(self.services.config.insecure_registries))
+
+    async def login(self, domain: str, auth: Credentials) -> None:
+        await self.registry(domain, auth).login()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    # ---- pull --------------------------------------------------------------------------------
+
+    async def pull(self, namespace: str, ref: str | reference.Reference, *, platform: Platform | None = None,
+                   auth: Credentials | None = None, progress: Progress | None = None, actor: str) -> Image:
+        r = reference.parse(ref) if isinstance(ref, str) else ref
+        emit = progress or (lambda _m: None)
+        services = self.services
+        assert services.leases is not None and services.images is not None
+        repo = self.registry(r.domain, auth).repository(r.path)
+        t0 = time.monotonic()
+        try:
+            root = await repo.get_manifest(r.digest or r.tag)
+        except NotFound as err:
+            raise manifest_not_found(r, err) from err
+        emit(message(f"Pulling from {r.path}", r.digest or r.tag))  # after the resolve: errors before it are plain
+        name = image_name(r)
+        lease_id = f"pull-{uuid.uuid4().hex[:16]}"
+        expire = (dt.datetime.now(dt.UTC) + LEASE_TTL).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await services.leases.create(namespace, lease_id, {LABEL_EXPIRE: expire}, actor=actor)
+        try:
+            source = {LABEL_SOURCE + r.domain: r.path}
+            docs: list[tuple[formats.Descriptor, bytes, formats.Index | formats.Manifest]] = []
+            desc, data = root.descriptor, root.data
+            for _ in range(4):
+                doc = formats.parse(data, desc.media_type)
+                docs.append((desc, data, doc))
+                if isinstance(doc, formats.Manifest):
+                    break
+                child = formats.choose(doc, platform)
+                m = await repo.get_manifest(child.digest)
+                desc, data = formats.Descriptor(media_type=child.media_type, digest=m.digest, size=len(m.data)), m.data
+            manifest = docs[-1][2]
+            if not isinstance(manifest, formats.Manifest):
+                raise FailedPrecondition(f"{r.familiar()}: indexes nested too deep")
+            sem = asyncio.Semaphore(DOWNLOADS)
+            layers = [d for d in manifest.layers if formats.is_layer(d.media_type)]
+            fresh: list[str] = []
+
+            async def one(d: formats.Descriptor, show: bool) -> None:
+                async with sem:
+                    if await self._fetch(namespace, repo, d, lease_id, emit if show else None, source, actor):
+                        fresh.append(d.digest)
+
+            for d in layers:
+                emit(message("Pulling fs layer", short(d.digest)))
+            await _gather([one(manifest.config, False), *[one(d, True) for d in layers]])
+            fault("layers:done")
+            # parents after children, each with the gc labels to what it references
+            for desc, data, doc in reversed(docs):
+                labels = dict(source)
+                if isinstance(doc, formats.Index):
+                    labels.update({f"{LABEL_GC_CONTENT}m.{i}": m.digest for i, m in enumerate(doc.manifests)})
+                else:
+                    labels[LABEL_GC_CONTENT + "config"] = doc.config.digest
+                    labels.update({f"{LABEL_GC_CONTENT}l.{i}": d.digest for i, d in enumerate(doc.layers)})
+                await self._store_bytes(namespace, desc, data, lease_id, labels, actor)
+            t_fetch = time.monotonic()
+            img, changed = await self._record(namespace, name, root.descriptor, actor)
+            for d in layers:
+                if d.digest in fresh:
+                    emit(message("Extracting", short(d.digest), 0, d.size))
+            resolved = await image_unpack.unpack(services, namespace, name, platform=platform, actor=actor)
+            t_unpack = time.monotonic()
+            for d in layers:
+                if d.digest in fresh:
+                    emit(message("Pull complete", short(d.digest)))
+            await services.journal.append(
+                [ImagePulled(name=name, digest=root.digest, registry=r.domain, size=resolved.size,
+                             config=resolved.config_digest)], namespace=namespace, actor=actor)
+        finally:
+            await asyncio.shield(self._drop_lease(namespace, lease_id, actor))
+        self.last_timings = {"resolve_fetch": t_fetch - t0, "unpack": t_unpack - t_fetch,
+                             "bytes": float(sum(d.size for d in layers))}
+        log.info("pulled %s (%s): fetch %.3fs, unpack %.3fs, %d bytes of layers", name, root.digest, t_fetch - t0,
+                 t_unpack - t_fetch, sum(d.size for d in layers))
+        emit(message(f"Digest: {root.digest}"))
+        emit(message(f"Status: {'Downloaded newer image' if changed else 'Image is up to date'} for {r.familiar()}"))
+        return img
+
+    async def push(self, namespace: str, ref: str | reference.Reference, *, auth: Credentials | None = None,
+                   progress: Progress | None = None, actor: str) -> str:
+        """Push the image record `ref` to its registry (engine/services/push.py); the pushed digest."""
+        from engine.services.push import push
+
+        return await push(self, namespace, ref, auth=auth, progress=progress, actor=actor)
+
+    async def _drop_lease(self, namespace: str, lease_id: str, actor: str) -> None:
+        assert self.services.leases is not None
+        try:
+            await self.services.leases.delete(namespace, lease_id, actor=actor)
+        except NotFound:
+            pass
+        except Exception:
+            log.exception("cannot delete pull lease %s", lease_id)
+
+    async def _record(self, namespace: str, name: str, target: formats.Descriptor, actor: str) -> tuple[Image, bool]:
+        """Create or point the image record; (record, whether it changed)."""
+        images = self.services.images
+        assert images is not None
+        t = ImageDescriptor(media_type=target.media_type, digest=target.digest, size=target.size)
+        try:
+            cur = await images.get(namespace, name)
+        except NotFound:
+            try:
+                return await images.create(namespace, Image(name=name, target=t), actor=actor), True
+            except AlreadyExists:
+                cur = await images.get(namespace, name)
+        if cur.target.digest == t.digest:
+            return cur, False
+        return await images.update(namespace, Image(name=name, target=t), ["target"], actor=actor), True
+
+    async def _store_bytes(self, namespace: str, desc: formats.Descriptor, data: bytes, lease: str,
+                           labels: dict[str, str], actor: str) -> None:
+        content = self.services.content
+        assert content is not None
+        try:
+            info = await content.info(namespace, desc.digest)
+        except NotFound:
+            info = None
+        if info is None:
+            try:
+                w = await content.writer(namespace, f"pull-{desc.digest}", total=len(data), expected=desc.digest,
+                                         lease=lease, actor=actor)
+                try:
+                    await w.write(data, 0)
+                    await w.commit(len(data), desc.digest, labels)
+                    return
+                finally:
+                    await w.close()
+            except AlreadyExists:
+                info = await content.info(namespace, desc.digest)
+        await self._hold(namespace, lease, desc.digest, actor)
+        if any(info.labels.get(k) != v for k, v in labels.items()):
+            await content.update(namespace, desc.digest, labels, paths=[f"labels.{k}" for k in labels], actor=actor)
+
+    async def _hold(self, namespace: str, lease: str, digest: str, actor: str) -> None:
+        assert self.services.leases is not None
+        await self.services.leases.add_resource(namespace, lease, Resource(digest, "content"), actor=actor)
+
+    async def _fetch(self, namespace: str, repo: Repository, desc: formats.Descriptor, lease: str,
+                     emit: Progress | None, labels: dict[str, str], actor: str) -> bool:
+        """Make sure the blob is in the namespace (one download per digest at a time); True if downloaded."""
+        content = self.services.content
+        assert content is not None
+        key = (namespace, desc.digest)
+        while True:
+            try:
+                await content.info(namespace, desc.digest)
+                await self._hold(namespace, lease, desc.digest, actor)
+                if emit:
+                    emit(message("Already exists", short(desc.digest)))
+                return False
+            except NotFound:
+                pass
+            other = self._inflight.get(key)
+            if other is not None:
+                if emit:
+                    emit(message("Waiting", short(desc.digest)))
+                await asyncio.shield(other)
+                continue
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._inflight[key] = fut
+            try:
+                await self._download(namespace, repo, desc, lease, emit, labels, actor)
+                fut.set_result(None)
+                return True
+            except BaseException as err:
+                fut.set_exception(err if isinstance(err, Exception) else Unavailable("download cancelled"))
+                raise
+            finally:
+                del self._inflight[key]
+
+    async def _download(self, namespace: str, repo: Repository, desc: formats.Descriptor, lease: str,
+                        emit: Progress | None, labels: dict[str, str], actor: str) -> None:
+        content = self.services.content
+        assert content is not None
+        digest, size, sid = desc.digest, desc.size, short(desc.digest)
+        ref = f"pull-{digest}"
+        try:
+            w = await content.writer(namespace, ref, total=size, expected=digest, lease=lease, actor=actor)
+        except AlreadyExists:
+            await self._hold(namespace, lease, digest, actor)
+            return
+        try:
+            if w.offset == 0 and content.store.exists(digest):  # another namespace has it: no copy
+                await w.commit(size, digest, labels)
+                return
+            failures = 0
+            while w.offset < size:
+                try:
+                    resp, start = await repo.open_blob(digest, w.offset)
+                    await self._copy(resp, w, start, size, sid, emit)
+                except Unavailable:
+                    failures += 1
+                    if failures > RETRIES:
+                        raise
+                    log.info("blob %s: download broke at %d of %d bytes, resuming", digest, w.offset, size)
+                    continue
+                if w.offset < size:
+                    failures += 1
+                    if failures > RETRIES:
+                        raise Unavailable(f"blob {digest}: registry sent {w.offset} of {size} bytes")
+            if emit:
+                emit(message("Verifying Checksum", sid))
+            try:
+                await w.commit(size, digest, labels)
+            except FailedPrecondition as err:
+                await w.close()
+                await content.abort(namespace, ref, actor=actor)
+                raise DataLoss(f"failed to verify {digest} from {repo.path}: {err}") from err
+            except AlreadyExists:
+                await self._hold(namespace, lease, digest, actor)
+            if emit:
+                emit(message("Download complete", sid))
+        finally:
+            await w.close()
+
+    async def _copy(self, resp: Response, w: Any, start: int, size: int, sid: str, emit: Progress | None) -> None:
+        """Stream a blob response into the writer, in ~1 MiB writes, reporting progress."""
+        buf: list[bytes] = []
+        pending = 0
+        offset = start
+        first = True
+        last_report = 0.0
+        try:
+            async for chunk in resp.chunks():
+                buf.append(chunk)
+                pending += len(chunk)
+                if pending >= WRITE_SIZE:
+                    data = b"".join(buf)
+                    buf, pending = [], 0
+                    await w.write(data, 0 if first and start == 0 else None)
+                    first = False
+                    offset += len(data)
+                    fault("layer:partial")
+                    now = time.monotonic()
+                    if emit and now - last_report > 0.1:
+                        last_report = now
+                        emit(message("Downloading", sid, offset, size))
+            if buf:
+                data = b"".join(buf)
+                await w.write(data, 0 if first and start == 0 else None)
+                offset += len(data)
+        finally:
+            resp.close()
+        if emit:
+            emit(message("Downloading", sid, offset, size))
+
+
+async def _gather(coros: list[Any]) -> None:
+    """Run all; on the first failure cancel the rest and raise it (a TaskGroup, flattened)."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for c in coros:
+                tg.create_task(c)
+    except BaseExceptionGroup as eg:
+        raise eg.exceptions[0] from None
+
