@@ -142,6 +142,9 @@ class Daemon:
         services.gc.snapshots = services.snapshots  # unreferenced committed snapshots are collected too
         services.containers = ContainerService(journal)
         services.tasks = TaskService(journal, services.containers, cfg)
+        from engine.services.pull import PullService
+
+        services.pull = PullService(services)  # registry pulls and pushes (the Docker API's and the CLI's)
         services.volumes = VolumeService(journal, cfg.root)
         # reconnect to the shims in the background: the API answers meanwhile, and a command on a task
         # waits for that task's recovery (exits that happened while the daemon was down journaled first)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from engine.services.images import ImageService
     from engine.services.leases import LeaseService
     from engine.services.namespaces import NamespaceService
+    from engine.services.pull import PullService
     from engine.services.snapshots import SnapshotService
     from engine.services.tasks import TaskService
     from engine.services.volumes import VolumeService
@@ -48,6 +49,7 @@ class Services:
     snapshots: SnapshotService | None = None
     containers: ContainerService | None = None
     tasks: TaskService | None = None
+    pull: PullService | None = None  # registry pull and push (engine/services/pull.py, push.py)
     images: ImageService | None = None
     volumes: VolumeService | None = None
     extra: dict[str, object] = field(default_factory=dict)

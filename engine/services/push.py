@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from engine.errors import NotFound
 from engine.images import formats, reference
 from engine.images.registry import Credentials, Repository
-from engine.services.pull import LABEL_SOURCE, ImagePushed, Progress, message, short
+from engine.services.pull import LABEL_SOURCE, ImagePushed, Progress, _gather, message, short
 
 if TYPE_CHECKING:
     from engine.services.pull import PullService
@@ -87,10 +87,7 @@ async def push(svc: PullService, namespace: str, ref: str | reference.Reference,
                 emit(message("Preparing", short(d.digest)))
         todo = [d for d in layers if d.digest not in done]
         done.update(d.digest for d in todo)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(one(m.config, False))
-            for d in todo:
-                tg.create_task(one(d, True))
+        await _gather([one(m.config, False), *[one(d, True) for d in todo]])
         size += sum(d.size for d in m.layers)
     for desc, raw, _m in to_push:
         if desc.digest != top[0].digest:

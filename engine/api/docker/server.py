@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import engine
 from engine.api import sockets
-from engine.api.docker import events, journal, stats, streams, system, volumes
+from engine.api.docker import events, images_registry, journal, stats, streams, system, volumes
 from engine.api.docker.http import HttpServer
 from engine.api.docker.router import API_VERSION, Router
 from engine.config import Config
@@ -36,6 +36,7 @@ def build_router(services: Services) -> Router:
     volumes.register(r, services)
     stats.register(r, services)
     streams.register(r, services)
+    images_registry.register(r, services)
     return r
 
 

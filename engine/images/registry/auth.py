@@ -161,25 +161,28 @@ class Authorizer:
             return "Bearer " + tok[0]
         return None
 
-    async def on_unauthorized(self, challenges: list[str], scope: str, url: str) -> bool:
-        """Answer a 401: True if a retry may succeed (new scheme or a fresh token), False otherwise."""
+    async def on_unauthorized(self, challenges: list[str], scope: str, url: str, sent: str | None) -> bool:
+        """Answer a 401 to a request that carried `sent`: True if a retry may succeed (credentials not yet
+        sent, or a token newer than the one sent), False when the registry refused what we have."""
         parsed = parse_challenges(challenges)
         chosen = next((c for c in parsed if c.scheme == "bearer"), None) or next(
             (c for c in parsed if c.scheme == "basic"), None)
         if chosen is None:
             return False
-        had = self.header(scope)
         self.challenge = chosen
         if chosen.scheme == "basic":
             if not self.creds:
                 raise Unauthorized(f"{url}: no basic auth credentials")
-            return had is None
+            return sent != basic_header(self.creds)
+        now = self.header(scope)
+        if now is not None and now != sent:  # a concurrent request fetched a token meanwhile
+            return True
         if self.creds and self.creds.registry_token:
             self._tokens[scope] = (self.creds.registry_token, time.monotonic() + 3600)
-            return had is None
+            return sent is None
         token, expires = await self._fetch_token(chosen, scope)
         self._tokens[scope] = (token, time.monotonic() + max(expires - 10, 10))
-        return True
+        return "Bearer " + token != sent
 
     async def _fetch_token(self, ch: Challenge, scope: str) -> tuple[str, float]:
         realm = ch.params.get("realm", "")

@@ -121,7 +121,7 @@ class Registry:
                 return resp
             challenges = resp.headers.get_all("www-authenticate")
             await resp.read(1 << 20)
-            if not await self.auth.on_unauthorized(challenges, scope, url):
+            if not await self.auth.on_unauthorized(challenges, scope, url, auth):
                 return resp
             if body is not None and not isinstance(body, (bytes, bytearray)):
                 raise Unauthorized(f"{url}: unauthorized (a streamed body cannot be sent again)")
