@@ -152,7 +152,7 @@ def _read_all(fd: int, start: int, end: int) -> bytes:
 
 def read_log(path: str, *, tail: int = -1, since_ns: int = 0, until_ns: int = 0) -> tuple[list[Message], Position]:
     """The messages in the log now (oldest first) and where a follower continues; a missing log is empty."""
-    files = log_files(path)
+    files = log_files(path) if path else []
     if not files:
         return [], Position()
     raw: list[bytes] = []
