@@ -49,11 +49,29 @@ class _Entry(msgspec.Struct):
 _decode_entry = msgspec.json.Decoder(_Entry).decode
 
 
-@dataclass(frozen=True, slots=True)
 class Message:
-    stream: str  # "stdout" | "stderr"
-    data: bytes
-    time_ns: int
+    """One log message; its time is parsed only when asked for (filters, timestamps)."""
+
+    __slots__ = ("stream", "data", "time", "_ns")
+
+    def __init__(self, stream: str, data: bytes, time: str = "", time_ns: int = -1) -> None:
+        self.stream, self.data, self.time, self._ns = stream, data, time, time_ns
+
+    @property
+    def time_ns(self) -> int:
+        if self._ns < 0:
+            try:
+                self._ns = parse_time(self.time) if self.time else 0
+            except InvalidArgument:
+                self._ns = 0
+        return self._ns
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (self.stream, self.data, self.time_ns) == (
+            other.stream, other.data, other.time_ns)
+
+    def __repr__(self) -> str:
+        return f"Message({self.stream!r}, {self.data!r}, {self.time!r})"
 
 
 @dataclass
@@ -210,14 +228,12 @@ def decode_line(line: bytes) -> Message | None:
         e = _decode_entry(line)
     except msgspec.DecodeError:
         return None  # a torn or foreign line: Docker skips what it cannot decode too
-    try:
-        t = parse_time(e.time) if e.time else 0
-    except InvalidArgument:
-        t = 0
-    return Message(e.stream or "stdout", e.log.encode("utf-8", "surrogatepass"), t)
+    return Message(e.stream or "stdout", e.log.encode("utf-8", "surrogatepass"), e.time)
 
 
 def in_window(msg: Message, since_ns: int, until_ns: int) -> bool:
+    if not since_ns and not until_ns:
+        return True
     if since_ns and msg.time_ns < since_ns:
         return False
     return not (until_ns and msg.time_ns > until_ns)
@@ -232,7 +248,7 @@ class Joiner:
     def feed(self, msg: Message) -> list[Message]:
         prev = self.pending.pop(msg.stream, None)
         if prev is not None:
-            msg = Message(msg.stream, prev.data + msg.data, prev.time_ns)
+            msg = Message(msg.stream, prev.data + msg.data, prev.time, prev._ns)
         if msg.data.endswith(b"\n") or not msg.data:
             return [msg]
         self.pending[msg.stream] = msg
