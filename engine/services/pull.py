@@ -147,6 +147,7 @@ class PullService:
         self.services = services
         self.http = http or HttpClient()
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._doc_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.last_timings: dict[str, float] = {}
 
     def registry(self, domain: str, auth: Credentials | None = None) -> Registry:
@@ -272,6 +273,17 @@ class PullService:
 
     async def _store_bytes(self, namespace: str, desc: formats.Descriptor, data: bytes, lease: str,
                            labels: dict[str, str], actor: str) -> None:
+        key = (namespace, desc.digest)
+        lock = self._doc_locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:  # concurrent pulls of one image store its manifest once
+                await self._store_locked(namespace, desc, data, lease, labels, actor)
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._doc_locks.pop(key, None)
+
+    async def _store_locked(self, namespace: str, desc: formats.Descriptor, data: bytes, lease: str,
+                            labels: dict[str, str], actor: str) -> None:
         content = self.services.content
         assert content is not None
         try:
@@ -399,12 +411,16 @@ class PullService:
                     if emit and now - last_report > 0.1:
                         last_report = now
                         emit(message("Downloading", sid, offset, size))
-            if buf:
-                data = b"".join(buf)
-                await w.write(data, 0 if first and start == 0 else None)
-                offset += len(data)
+        except Unavailable:
+            if buf:  # keep what arrived before the break: the retry asks for the rest
+                await w.write(b"".join(buf), 0 if first and start == 0 else None)
+            raise
         finally:
             resp.close()
+        if buf:
+            data = b"".join(buf)
+            await w.write(data, 0 if first and start == 0 else None)
+            offset += len(data)
         if emit:
             emit(message("Downloading", sid, offset, size))
 
