@@ -6,7 +6,9 @@ container's directories, never the host's. As dockerd, the last component of a p
 followed (``docker cp c:/link`` copies the link; its target is reported in ``linkTarget``) unless the
 path ends in ``/`` or ``/.``; the destination of an extraction is followed and must be a directory.
 
-A stopped container works too: its snapshot is mounted on a temporary directory for the request.
+A running container is read and written through its init's ``/proc/<pid>/root``, so volumes and bind
+mounts are seen as the container sees them; a stopped container works too: its snapshot is mounted on
+a temporary directory for the request.
 
 * Reading streams GNU tar's output (``--numeric-owner``, entries rebased on the path's base name, as
   dockerd's ``TarResourceRebase``); the stat goes in ``X-Docker-Container-Path-Stat`` (base64 JSON
@@ -139,7 +141,7 @@ async def get_archive(services: Services, req: Request) -> Response | StreamResp
         path = "/" + path
     stack = contextlib.AsyncExitStack()
     try:
-        root = await stack.enter_async_context(rootfs.mounted(services, c.id))
+        root = await stack.enter_async_context(rootfs.mounted(services, c.id, with_mounts=True))
         try:
             host, st = await asyncio.get_running_loop().run_in_executor(None, stat_path, root, path)
         except FileNotFoundError:
@@ -291,7 +293,7 @@ async def put_archive(services: Services, req: Request) -> Response:
                 raise InvalidArgument(f"archive larger than {MAX_UPLOAD} bytes")
             await loop.run_in_executor(None, spool.write, chunk)
         spool.close()
-        async with rootfs.mounted(services, c.id) as root:
+        async with rootfs.mounted(services, c.id, with_mounts=True) as root:
             dest = rootfs.resolve(root, path, follow_last=True)
             try:
                 st = os.stat(dest)

@@ -127,12 +127,19 @@ def lookup_user(root: str, user: str) -> tuple[int, int, list[int]]:
 
 # ---- the container's root file system on the host -----------------------------------------------------
 @contextlib.asynccontextmanager
-async def mounted(services: Services, container_id: str, namespace: str = "moby") -> AsyncIterator[str]:
+async def mounted(services: Services, container_id: str, namespace: str = "moby", *,
+                  with_mounts: bool = False) -> AsyncIterator[str]:
     """The host directory of the container's root: the running task's mounted rootfs, or else its
-    snapshot mounted on a private temporary directory for the duration (a stopped container)."""
+    snapshot mounted on a private temporary directory for the duration (a stopped container).
+
+    `with_mounts`: for a running container, its init's ``/proc/<pid>/root`` instead, the root as the
+    container sees it, with its volumes and bind mounts (docker cp reaches into those; export does not)."""
     assert services.tasks is not None and services.containers is not None and services.snapshots is not None
     with contextlib.suppress(NotFound):
         t = await services.tasks.get(namespace, container_id)
+        if with_mounts and t.status in ("running", "paused") and t.pid > 0 and os.path.isdir(f"/proc/{t.pid}/root/"):
+            yield f"/proc/{t.pid}/root"
+            return
         root = os.path.join(t.bundle, "rootfs") if t.bundle else ""
         if root and t.mounts and os.path.ismount(root):
             yield root
