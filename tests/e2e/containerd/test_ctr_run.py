@@ -22,6 +22,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import tarfile
@@ -201,6 +202,55 @@ def test_import_both_archive_kinds_then_images_and_content_commands(ns: NS, tmp_
     assert "example.com/copy:1" not in ns.ctr("images", "ls", "-q").stdout
     missing = ns.ctr("images", "rm", "example.com/nope:1")  # ctr warns about a NOT_FOUND and goes on
     assert "example.com/nope:1: image not found" in missing.stderr
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """Debian's docker-registry on 127.0.0.1 and a free port, storage under tmp_path; its host:port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "registry.yml"
+    cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
+                   f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        def up() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+        wait_for("the registry", up)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.skipif(shutil.which("docker-registry") is None, reason="Debian's docker-registry is not installed")
+def test_push_then_content_fetch_from_a_local_registry(ns: NS, registry: str) -> None:
+    """ctr images push reads the blobs from engine (Content/Read); ctr content fetch writes them back
+    into another namespace (Content/Write, the blob already shared, so only the namespace's rows are
+    added) and records the image; content get returns the same bytes."""
+    ns.import_busybox()
+    ref = f"{registry}/e2e/bb:1"
+    ns.ctr("images", "tag", IMG, ref)
+    ns.ctr("images", "push", "--plain-http", ref)
+    other = NS(ns.d, ns.work / "fetch")
+    try:
+        out = other.ctr("content", "fetch", "--plain-http", ref).stdout
+        assert "manifest-sha256:" in out and "layer-" + CHAIN_ID in out and "config-sha256:" in out
+        rows = {r[0]: r for r in other.lines("content", "ls")[1:]}
+        digest = next(r[2] for r in ns.lines("images", "ls")[1:] if r[0] == ref)
+        assert set(rows) >= {digest, CHAIN_ID}
+        assert all("containerd.io/distribution.source.127.0.0.1=e2e/bb" in " ".join(r) for r in rows.values())
+        assert [r[:3] for r in other.lines("images", "ls")[1:]] == [
+            [ref, "application/vnd.oci.image.manifest.v1+json", digest]]
+        got = subprocess.run(["ctr", "--address", ns.d.containerd_sock, "-n", other.name, "content", "get", digest],
+                             check=True, capture_output=True).stdout
+        assert "sha256:" + hashlib.sha256(got).hexdigest() == digest
+    finally:
+        other.ctr("images", "rm", "--sync", ref, check=False)
+        other.cleanup()
 
 
 # --- run --rm ----------------------------------------------------------------------------------
