@@ -303,8 +303,21 @@ class PullService:
             except AlreadyExists:
                 info = await content.info(namespace, desc.digest)
         await self._hold(namespace, lease, desc.digest, actor)
-        if any(info.labels.get(k) != v for k, v in labels.items()):
-            await content.update(namespace, desc.digest, labels, paths=[f"labels.{k}" for k in labels], actor=actor)
+        gc = {k: v for k, v in labels.items() if not k.startswith(LABEL_SOURCE)}
+        if any(info.labels.get(k) != v for k, v in gc.items()):
+            await content.update(namespace, desc.digest, gc, paths=[f"labels.{k}" for k in gc], actor=actor)
+        await self._note_source(namespace, info, {k: v for k, v in labels.items() if k.startswith(LABEL_SOURCE)},
+                                actor)
+
+    async def _note_source(self, namespace: str, info: Any, labels: dict[str, str], actor: str) -> None:
+        """Add this repository to the blob's distribution-source label (comma-separated, as containerd)."""
+        content = self.services.content
+        assert content is not None
+        for key, path in labels.items():
+            have = [p for p in info.labels.get(key, "").split(",") if p]
+            if path not in have:
+                value = ",".join([*have, path])
+                await content.update(namespace, info.digest, {key: value}, paths=[f"labels.{key}"], actor=actor)
 
     async def _hold(self, namespace: str, lease: str, digest: str, actor: str) -> None:
         assert self.services.leases is not None
@@ -318,8 +331,9 @@ class PullService:
         key = (namespace, desc.digest)
         while True:
             try:
-                await content.info(namespace, desc.digest)
+                info = await content.info(namespace, desc.digest)
                 await self._hold(namespace, lease, desc.digest, actor)
+                await self._note_source(namespace, info, labels, actor)
                 if emit:
                     emit(message("Already exists", short(desc.digest)))
                 return False
@@ -426,11 +440,9 @@ class PullService:
 
 
 async def _gather(coros: list[Any]) -> None:
-    """Run all; on the first failure cancel the rest and raise it (a TaskGroup, flattened)."""
-    try:
-        async with asyncio.TaskGroup() as tg:
-            for c in coros:
-                tg.create_task(c)
-    except BaseExceptionGroup as eg:
-        raise eg.exceptions[0] from None
-
+    """Run all to their end (a sibling's failure does not cut a download half-way), then raise the first
+    failure."""
+    results = await asyncio.gather(*coros, return_exceptions=True)
+    for res in results:
+        if isinstance(res, BaseException):
+            raise res

@@ -1,0 +1,102 @@
+"""The real docker CLI (28.2.2) pulling from and pushing to a real registry (Debian's docker-registry on
+127.0.0.1) through engine's Docker API: `docker pull` by tag and digest with Docker's progress output,
+`docker login` against an htpasswd registry, `docker push` read back by skopeo, and Docker's messages for
+a missing manifest and a missing local image. The pulled image is checked with ctr in the moby namespace."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import EngineDaemon
+from tests.support import images
+from tests.support.registry import TestRegistry
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[tuple[EngineDaemon, TestRegistry, TestRegistry]]:
+    reg = TestRegistry().start()
+    auth = TestRegistry({"bob": "pa55"}).start()
+    d = EngineDaemon()
+    work = Path(tempfile.mkdtemp(prefix="dpull-"))
+    try:
+        archive = images.busybox_oci_archive(work, "bb:1", gz=True)
+        reg.skopeo_copy(f"oci-archive:{archive}", "bb:1")
+        auth.skopeo_copy(f"oci-archive:{archive}", "bb:1")
+        d.start()
+        yield d, reg, auth
+    finally:
+        d.cleanup()
+        reg.stop()
+        auth.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def docker(d: EngineDaemon, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["docker", *args], env=d.env, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    if check:
+        assert proc.returncode == 0, f"docker {args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}\n{d.log()[-3000:]}"
+    return proc
+
+
+def moby_images(d: EngineDaemon) -> list[str]:
+    return d.ctr("-n", "moby", "images", "ls", "-q").stdout.split()
+
+
+def test_docker_pull_by_tag_and_digest(env: tuple[EngineDaemon, TestRegistry, TestRegistry]) -> None:
+    d, reg, _ = env
+    digest = reg.skopeo_inspect("bb:1")["Digest"]
+    out = docker(d, "pull", f"{reg.host}/bb:1").stdout
+    assert "1: Pulling from bb" in out
+    assert f"Digest: {digest}" in out
+    assert f"Status: Downloaded newer image for {reg.host}/bb:1" in out
+    assert out.strip().endswith(f"{reg.host}/bb:1")
+    assert f"{reg.host}/bb:1" in moby_images(d)
+    again = docker(d, "pull", f"{reg.host}/bb:1").stdout
+    assert f"Status: Image is up to date for {reg.host}/bb:1" in again
+    by_digest = docker(d, "pull", f"{reg.host}/bb@{digest}").stdout
+    assert f"Digest: {digest}" in by_digest
+    assert f"{reg.host}/bb@{digest}" in moby_images(d)
+
+
+def test_docker_pull_missing_tag_is_dockers_error(env: tuple[EngineDaemon, TestRegistry, TestRegistry]) -> None:
+    d, reg, _ = env
+    proc = docker(d, "pull", f"{reg.host}/bb:nope", check=False)
+    assert proc.returncode == 1
+    assert (f"Error response from daemon: manifest for {reg.host}/bb:nope not found: manifest unknown: "
+            "manifest unknown") in proc.stderr
+
+
+def test_docker_login_then_pull_and_push(env: tuple[EngineDaemon, TestRegistry, TestRegistry]) -> None:
+    d, _, auth = env
+    # (the CLI answers a 401 on pull with an interactive login prompt, so the refusal is checked on the API)
+    status, body = d.request("POST", f"/images/create?fromImage={auth.host}/bb&tag=1",
+                             headers={"X-Registry-Auth": "e30="})
+    assert status == 401 and "no basic auth credentials" in body["message"]
+    bad = docker(d, "login", "-u", "bob", "-p", "wrong", auth.host, check=False)
+    assert bad.returncode == 1
+    assert f"login attempt to http://{auth.host}/v2/ failed with status: 401 Unauthorized" in bad.stderr
+    assert "Login Succeeded" in docker(d, "login", "-u", "bob", "-p", "pa55", auth.host).stdout
+    docker(d, "pull", f"{auth.host}/bb:1")
+    # push the pulled image under another name (tagged through ctr: `docker tag` is another endpoint)
+    d.ctr("-n", "moby", "images", "tag", f"{auth.host}/bb:1", f"{auth.host}/pushed:2")
+    out = docker(d, "push", f"{auth.host}/pushed:2").stdout
+    assert f"The push refers to repository [{auth.host}/pushed]" in out
+    assert "Mounted from bb" in out
+    digest = auth.skopeo_inspect("pushed:2")["Digest"]
+    assert f"2: digest: {digest} size:" in out
+
+
+def test_docker_push_of_missing_image(env: tuple[EngineDaemon, TestRegistry, TestRegistry]) -> None:
+    d, reg, _ = env
+    proc = docker(d, "push", f"{reg.host}/absent:1", check=False)
+    assert proc.returncode == 1
+    assert f"An image does not exist locally with the tag: {reg.host}/absent" in proc.stderr
