@@ -1,9 +1,10 @@
 """Debian's real ``ctr`` running containers from images on engine: images import (docker-archive written
-by skopeo, OCI archive), images ls/check/tag/rm/export, content ls/get, ``run --rm`` with output through
-ctr's FIFOs, ``run -d`` with the tasks commands (ps, exec --exec-id, pause, resume, metrics, kill, delete),
-``run -t`` under a pty (the console size reaches the container and follows a resize), snapshots
-ls/info/usage/tree of a running container, containers ls/info/rm, ``ctr events`` (/tasks/create with
-bundle, rootfs and IO; /tasks/exit with the status), runc options, and the errors ctr gets for bad input.
+by skopeo, OCI archive), images ls/check/tag/rm/export, content ls/get, images push and content fetch
+through a local docker-registry, ``run --rm`` with output through ctr's FIFOs, ``run -d`` with the tasks
+commands (ps, exec --exec-id, pause, resume, metrics, kill, delete), ``run -t`` under a pty (the console
+size reaches the container and follows a resize), snapshots ls/info/usage/tree of a running container,
+containers ls/info/rm, ``ctr events`` (/tasks/create with bundle, rootfs and IO; /tasks/exit with the
+status), runc options, filters on every List, and the errors for bad input and unsupported calls.
 
 One daemon per module; every test works in its own namespace and removes what it made (tasks,
 containers, the cgroups ctr's spec puts under /<namespace>/<id>, ctr's FIFO directories), even on failure.
@@ -34,11 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import any_pb2
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError
 
 from engine.api.containerd.gen.containerd.services.namespaces.v1 import namespace_grpc
 from engine.api.containerd.gen.containerd.services.namespaces.v1 import namespace_pb2 as npb
+from engine.api.containerd.gen.containerd.services.sandbox.v1 import sandbox_grpc
+from engine.api.containerd.gen.containerd.services.sandbox.v1 import sandbox_pb2 as sbpb
 from engine.api.containerd.gen.containerd.services.snapshots.v1 import snapshots_grpc
 from engine.api.containerd.gen.containerd.services.snapshots.v1 import snapshots_pb2 as spb
 from engine.api.containerd.gen.containerd.services.tasks.v1 import tasks_grpc
@@ -522,3 +526,50 @@ def test_filters_on_every_list(ns: NS) -> None:
             assert r.returncode != 0 and "invalid argument" in r.stderr, (args, r.stderr)
     finally:
         ns.ctr("leases", "rm", "lf", check=False)
+
+
+# --- unsupported calls and bad task options -----------------------------------------------------------
+
+
+async def _unsupported(sock: str, ns: str) -> dict[str, tuple[str, str]]:
+    md = {"containerd-namespace": ns}
+    ch = Channel(path=sock)
+    out: dict[str, tuple[str, str]] = {}
+    tasks = tasks_grpc.TasksStub(ch)
+    opts_any = any_pb2.Any(type_url="containerd.linux.runc.RuncOptions", value=b"\x0a\x01x")
+    calls = {
+        "runtime_path": tasks.Create(tpb.CreateTaskRequest(container_id="u1", runtime_path="/opt/shim"), metadata=md),
+        "options type": tasks.Create(tpb.CreateTaskRequest(container_id="u1", options=opts_any), metadata=md),
+        "checkpoint": tasks.Checkpoint(tpb.CheckpointTaskRequest(container_id="u1"), metadata=md),
+        "snapshots cleanup": snapshots_grpc.SnapshotsStub(ch).Cleanup(spb.CleanupRequest(snapshotter="overlayfs"),
+                                                                       metadata=md),
+        "sandbox list": sandbox_grpc.StoreStub(ch).List(sbpb.StoreListRequest(), metadata=md),
+        "sandbox create": sandbox_grpc.ControllerStub(ch).Create(sbpb.ControllerCreateRequest(sandbox_id="s"),
+                                                                  metadata=md),
+    }
+    try:
+        for name, call in calls.items():
+            try:
+                await call
+                out[name] = ("OK", "")
+            except GRPCError as err:
+                out[name] = (err.status.name, str(err.message))
+    finally:
+        ch.close()
+    return out
+
+
+def test_unsupported_calls_and_bad_task_options_change_nothing(ns: NS) -> None:
+    ns.import_busybox()
+    ns.ctr("containers", "create", IMG, "u1", "true")
+    got = asyncio.run(_unsupported(ns.d.containerd_sock, ns.name))
+    assert got["runtime_path"][0] == "INVALID_ARGUMENT" and "runtime_path" in got["runtime_path"][1]
+    assert got["options type"][0] == "INVALID_ARGUMENT" and "containerd.linux.runc.RuncOptions" in got["options type"][1]
+    assert got["checkpoint"] == ("UNIMPLEMENTED", "checkpoint is not supported: engine has no CRIU")
+    assert got["snapshots cleanup"] == ("UNIMPLEMENTED",
+                                        "containerd.services.snapshots.v1.Snapshots/Cleanup is not implemented yet")
+    assert got["sandbox list"] == ("UNIMPLEMENTED", "containerd.services.sandbox.v1.Store/List is not implemented yet")
+    assert got["sandbox create"][0] == "UNIMPLEMENTED" and "Controller/Create" in got["sandbox create"][1]
+    assert ns.lines("tasks", "ls")[1:] == []  # no task was created by the refused requests
+    # and the container still runs when asked properly
+    ns.ctr("tasks", "start", "u1")

@@ -58,7 +58,7 @@ async def test_tasks_create_carries_bundle_rootfs_and_io(tmp_path: Path) -> None
             await journal.append([_requested("during")], namespace="n1", actor="t")
             await journal.append([te.TaskCreated(container_id="during", pid=42)], namespace="n1", actor="t")
             await journal.append([te.TaskCreated(container_id="orphan", pid=43)], namespace="n1", actor="t")
-            got = [await asyncio.wait_for(stream.recv_message(), 5) for _ in range(3)]
+            got: list[Any] = [await asyncio.wait_for(stream.recv_message(), 5) for _ in range(3)]
             await stream.cancel()  # Subscribe never ends by itself
         assert [(e.namespace, e.topic, e.event.type_url) for e in got] == [("n1", "/tasks/create",
                                                                            "containerd.events.TaskCreate")] * 3
