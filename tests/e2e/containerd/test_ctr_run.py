@@ -287,12 +287,14 @@ def test_run_rm_prints_through_the_fifos_and_leaves_nothing(ns: NS) -> None:
                    " containerd side decodes and passes them (remove this mark when it passes)")
 def test_run_with_runc_options_reaches_the_tasks_service(ns: NS, tmp_path: Path) -> None:
     """ctr run --runc-binary/--runc-root put containerd.runc.v1.Options on the container; the task is
-    created with them: runc itself runs the container, in the root the client chose."""
+    created with them: runc itself runs the container, its state under <root>/<namespace> as containerd's
+    runc shim puts it (checked against containerd 1.6.20)."""
     ns.import_busybox()
     root = tmp_path / "runc-root"
     try:
         ns.ctr("run", "-d", "--runc-binary", "/usr/bin/runc", "--runc-root", str(root), IMG, "ro", "sleep", "1000")
-        listed = subprocess.run(["runc", "--root", str(root), "list", "-q"], capture_output=True, text=True)
+        listed = subprocess.run(["runc", "--root", str(root / ns.name), "list", "-q"], capture_output=True,
+                                text=True)
         assert listed.stdout.split() == ["ro"], (listed.stdout, listed.stderr)
     finally:
         ns.cleanup()
