@@ -33,6 +33,7 @@ def all_projections() -> Projections:
     projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS,
                                      containers.PROJECTION, task_events.PROJECTION, images.PROJECTION,
                                      volumes.PROJECTION]
+    projections.append(__import__("engine.services.image_archive", fromlist=["PROJECTION"]).PROJECTION)
     return Projections(projections)
 
 

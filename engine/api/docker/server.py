@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import engine
 from engine.api import sockets
-from engine.api.docker import events, images_registry, journal, stats, streams, system, volumes
+from engine.api.docker import events, images, images_registry, journal, stats, streams, system, volumes
 from engine.api.docker.http import HttpServer
 from engine.api.docker.router import API_VERSION, Router
 from engine.config import Config
@@ -37,6 +37,7 @@ def build_router(services: Services) -> Router:
     stats.register(r, services)
     streams.register(r, services)
     images_registry.register(r, services)
+    images.register(r, services)
     return r
 
 
