@@ -27,6 +27,7 @@ from engine.events.types import DaemonInitialized, DaemonReloaded, DaemonStarted
 from engine.images.snapshots import make_backend
 from engine.services import Services, all_projections
 from engine.services.containers import ContainerService
+from engine.services.dockerd.containers import DockerContainerService
 from engine.services.gc import open_content_services
 from engine.services.images import ImageService, ImageSource
 from engine.services.namespaces import NamespaceService
@@ -142,6 +143,7 @@ class Daemon:
         services.gc.snapshots = services.snapshots  # unreferenced committed snapshots are collected too
         services.containers = ContainerService(journal)
         services.tasks = TaskService(journal, services.containers, cfg)
+        services.docker = DockerContainerService(services)  # the dockerd role's containers (namespace moby)
         from engine.services.pull import PullService
 
         services.pull = PullService(services)  # registry pulls and pushes (the Docker API's and the CLI's)
@@ -149,6 +151,7 @@ class Daemon:
         # reconnect to the shims in the background: the API answers meanwhile, and a command on a task
         # waits for that task's recovery (exits that happened while the daemon was down journaled first)
         services.tasks.start_recovery()
+        services.docker.run_background()  # exit monitor; finish cut creates, apply restart policies after the tasks' recovery
         report = await services.snapshots.recover(actor=ACTOR)
         if any(vars(report).values()):
             log.warning("snapshots recovered after an unclean stop: %s", report)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from engine.events.journal import Journal
     from engine.services.containers import ContainerService
     from engine.services.content import ContentService
+    from engine.services.dockerd.containers import DockerContainerService
     from engine.services.gc import GarbageCollector
     from engine.services.images import ImageService
     from engine.services.leases import LeaseService
@@ -34,6 +35,7 @@ def all_projections() -> Projections:
                                      containers.PROJECTION, task_events.PROJECTION, images.PROJECTION,
                                      volumes.PROJECTION]
     projections.append(__import__("engine.services.image_archive", fromlist=["PROJECTION"]).PROJECTION)
+    projections.append(__import__("engine.services.dockerd.record", fromlist=["PROJECTION"]).PROJECTION)
     return Projections(projections)
 
 
@@ -53,4 +55,5 @@ class Services:
     pull: PullService | None = None  # registry pull and push (engine/services/pull.py, push.py)
     images: ImageService | None = None
     volumes: VolumeService | None = None
+    docker: DockerContainerService | None = None
     extra: dict[str, object] = field(default_factory=dict)

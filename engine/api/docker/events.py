@@ -1,7 +1,8 @@
 """``GET /events``: journal envelopes rendered as Docker's event messages, filtered as dockerd filters.
 
-Only journal events that Docker has a name for become Docker events (``docker_message`` returns None for
-the others, e.g. containerd namespace changes, which dockerd does not report either). The stream is the
+Only journal events that Docker has a name for become Docker events (the tables ``CONTAINER_ACTIONS`` and
+``IMAGE_ACTIONS`` below; ``render`` returns None for the others, e.g. containerd namespace changes, which
+dockerd does not report either). The stream is the
 whole journal from `since` on, then live, and ends at `until` (immediately when `until` is past).
 """
 
@@ -29,18 +30,129 @@ EVENT_TYPES = frozenset({"builder", "config", "container", "daemon", "image", "n
 _enc = msgspec.json.Encoder()
 
 
-def docker_message(env: Envelope) -> dict[str, Any] | None:
-    """Docker's event message for a journal envelope, or None when Docker has no such event."""
-    ev = env.event
-    if isinstance(ev, DaemonReloaded):
-        typ, action, actor_id, attrs = "daemon", "reload", ev.daemon_id, {"name": ev.name, **ev.attributes}
-    else:
-        return None
+# ---- the mapping: journal event type -> Docker's event --------------------------------------------------
+# Container events (Type "container"): journal type -> Docker action. The Actor is the container id (the
+# envelope's subject); its attributes are the container's image, name and labels as the journal knew them at
+# that event (docker_container.created / .renamed), plus the action's own (below). Only containers the
+# dockerd role made are reported: a task in namespace moby without a docker_container.created is skipped.
+CONTAINER_ACTIONS: dict[str, str] = {
+    "docker_container.created": "create",
+    "task.started": "start",
+    "task.exited": "die",
+    "task.vanished": "die",
+    "task.killed": "kill",
+    "docker_container.stopped": "stop",
+    "task.paused": "pause",
+    "task.resumed": "unpause",
+    "docker_container.restarted": "restart",
+    "docker_container.renamed": "rename",
+    "docker_container.updated": "update",
+    "docker_container.removed": "destroy",
+    "docker_container.pruned": "prune",
+    "task.oom_killed": "oom",
+    "docker_stream.attached": "attach",
+    "docker_stream.detached": "detach",
+    "docker_stream.resized": "resize",
+    "docker_stream.top_listed": "top",
+    "docker_stream.path_read": "archive-path",
+    "docker_stream.extracted": "extract-to-dir",
+    "docker_stream.exported": "export",
+    "docker_exec.created": "exec_create",
+    "task.exec_started": "exec_start",
+    "task.exec_exited": "exec_die",
+    "docker_exec.detached": "exec_detach",
+}
+# Image events (Type "image"): journal type -> (Docker action, payload field naming the image for Actor.ID,
+# payload field holding the name for the "name" attribute or ""). Rows are added as the image helpers'
+# event types land (pull, push, tag, untag, delete, import, load, save).
+IMAGE_ACTIONS: dict[str, tuple[str, str, str]] = {}
+MAPPED = frozenset(CONTAINER_ACTIONS) | frozenset(IMAGE_ACTIONS) | {DaemonReloaded.TYPE}
+_CONTEXT_TYPES = ("docker_container.created", "docker_container.renamed", "task.started")
+
+
+def _message(typ: str, action: str, actor_id: str, attrs: dict[str, str], env: Envelope) -> dict[str, Any]:
     msg: dict[str, Any] = {"Type": typ, "Action": action, "Actor": {"ID": actor_id, "Attributes": attrs},
                            "scope": "local", "time": env.time_ns // 1_000_000_000, "timeNano": env.time_ns}
     if typ in ("container", "image"):  # the legacy fields dockerd still fills for these two types
         msg = {"status": action, "id": actor_id, **({"from": attrs["image"]} if "image" in attrs else {}), **msg}
     return msg
+
+
+def docker_message(env: Envelope) -> dict[str, Any] | None:
+    """Docker's message for an envelope that needs no lookup (daemon, image events), else None."""
+    ev = env.event
+    if isinstance(ev, DaemonReloaded):
+        return _message("daemon", "reload", ev.daemon_id, {"name": ev.name, **ev.attributes}, env)
+    row = IMAGE_ACTIONS.get(env.type)
+    if row is not None:
+        action, id_field, name_field = row
+        data = msgspec.to_builtins(ev)
+        attrs = {"name": str(data.get(name_field, ""))} if name_field else {}
+        return _message("image", action, str(data.get(id_field, env.subject)), attrs, env)
+    return None
+
+
+def _context(conn: Any, cid: str, seq: int, exec_id: str) -> tuple[dict[str, Any] | None, str, int, list[str]]:
+    """(created payload, current name, last start time, exec cmd) of container `cid` as of `seq`."""
+    created, name, started = None, "", 0
+    rows = conn.execute("SELECT type, payload, time_ns FROM events WHERE subject = ? AND namespace = 'moby' AND "
+                        "seq <= ? AND type IN (?, ?, ?) ORDER BY seq", (cid, seq, *_CONTEXT_TYPES)).fetchall()
+    for typ, payload, t in rows:
+        data = msgspec.json.decode(payload)
+        if typ == "docker_container.created":
+            created, name = data, data.get("name", "")
+        elif typ == "docker_container.renamed":
+            name = data.get("name", name)
+        else:
+            started = t
+    cmd: list[str] = []
+    if exec_id:
+        row = conn.execute("SELECT payload FROM events WHERE subject = ? AND type = 'docker_exec.created' AND "
+                           "json_extract(payload, '$.exec_id') = ? ORDER BY seq DESC LIMIT 1", (cid, exec_id)).fetchone()
+        if row:
+            cmd = msgspec.json.decode(row[0]).get("cmd") or []
+    return created, name, started, cmd
+
+
+async def render(services: Services, env: Envelope) -> dict[str, Any] | None:
+    """Docker's event message for a journal envelope, or None when Docker has no such event."""
+    msg = docker_message(env)
+    if msg is not None or env.type not in CONTAINER_ACTIONS:
+        return msg
+    if env.namespace != "moby":
+        return None
+    ev = msgspec.to_builtins(env.event)
+    action = CONTAINER_ACTIONS[env.type]
+    if action == "prune":
+        return _message("container", "prune", "", {"reclaimed": str(ev.get("reclaimed", 0))}, env)
+    if env.type == "task.killed" and ev.get("exec_id"):
+        return None
+    exec_id = ev.get("exec_id", "") if action.startswith("exec_") else ""
+    created, name, started, cmd = await services.journal.run_read(
+        lambda conn: _context(conn, env.subject, env.seq, exec_id))  # type: ignore[misc]
+    if created is None:
+        return None
+    attrs: dict[str, str] = {**(created.get("labels") or {}), "image": created.get("image", ""),
+                             "name": name.lstrip("/")}
+    if action == "die":
+        attrs["exitCode"] = str(ev.get("exit_status", 0))
+        if started:
+            attrs["execDuration"] = str(max(0, (env.time_ns - started) // 1_000_000_000))
+    elif action == "kill":
+        attrs["signal"] = str(ev.get("signal", ""))
+    elif action == "rename":
+        attrs["oldName"] = ev.get("old_name", "")
+    elif action == "resize":
+        attrs["height"], attrs["width"] = str(ev.get("height", 0)), str(ev.get("width", 0))
+    elif action in ("archive-path", "extract-to-dir"):
+        attrs["path"] = ev.get("path", "")
+    elif action.startswith("exec_"):
+        attrs["execID"] = exec_id
+        if action == "exec_die":
+            attrs["exitCode"] = str(ev.get("exit_status", 0))
+        if action in ("exec_create", "exec_start"):
+            action = f"{action}: {' '.join(cmd or ev.get('cmd') or [])}"
+    return _message("container", action, env.subject, attrs, env)
 
 
 def _attr_match(values: list[str], *candidates: str | None) -> bool:
@@ -93,8 +205,7 @@ async def get_events(services: Services, req: Request) -> StreamResponse:
     after = await journal.seq_before_time(since_ns) if since_ns is not None else None
 
     def match(env: Envelope) -> bool:
-        msg = docker_message(env)
-        return msg is not None and matches(msg, f)
+        return env.type in MAPPED
 
     async def stream() -> AsyncIterator[bytes]:
         if until_ns is not None and until_ns <= now:
@@ -109,8 +220,8 @@ async def get_events(services: Services, req: Request) -> StreamResponse:
                 async for env in source:
                     if until_ns is not None and env.time_ns > until_ns:
                         return
-                    msg = docker_message(env)
-                    if msg is not None:
+                    msg = await render(services, env)
+                    if msg is not None and matches(msg, f):
                         yield _enc.encode(msg) + b"\n"
         except TimeoutError:
             return

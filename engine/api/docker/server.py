@@ -11,7 +11,17 @@ from urllib.parse import urlsplit
 
 import engine
 from engine.api import sockets
-from engine.api.docker import events, images, images_registry, journal, stats, streams, system, volumes
+from engine.api.docker import (
+    containers,
+    events,
+    images,
+    images_registry,
+    journal,
+    stats,
+    streams,
+    system,
+    volumes,
+)
 from engine.api.docker.http import HttpServer
 from engine.api.docker.router import API_VERSION, Router
 from engine.config import Config
@@ -34,6 +44,7 @@ def build_router(services: Services) -> Router:
     r.add("GET", "/engine/journal", bind(journal.get_journal))
     r.add("POST", "/engine/journal/verify", bind(journal.post_verify))
     volumes.register(r, services)
+    containers.register(r, services)
     stats.register(r, services)
     streams.register(r, services)
     images_registry.register(r, services)

@@ -1,0 +1,159 @@
+"""Docker's JSON shapes for containers: ``ContainerInspect`` (``GET /containers/{id}/json``) and the list's
+summary (``GET /containers/json``), with Docker's time formats and ``Status`` strings.
+
+Times are Go's RFC3339Nano (trailing zeros dropped; ``0001-01-01T00:00:00Z`` for never). The
+``Status`` column follows docker/go-units' HumanDuration ("Up 5 seconds", "Exited (0) About a minute
+ago"). Until engine/network exists, NetworkSettings has the network's entry with no address.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine.services.dockerd import record as rec
+from engine.services.dockerd.record import DockerContainer
+from engine.services.dockerd.spec import MountPoint
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_HIDDEN_HC = ()
+
+
+def rfc3339nano(ns: int) -> str:
+    if not ns:
+        return ZERO_TIME
+    sec, frac = divmod(ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    f = f"{frac:09d}".rstrip("0")
+    return base + (f".{f}" if f else "") + "Z"
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def status_text(c: DockerContainer, now_ns: int | None = None) -> str:
+    now = now_ns or time.time_ns()
+    s = c.state
+    if s.status == rec.RUNNING:
+        return f"Up {human_duration((now - s.started_at) / 1e9)}"
+    if s.status == rec.PAUSED:
+        return f"Up {human_duration((now - s.started_at) / 1e9)} (Paused)"
+    if s.status == rec.RESTARTING:
+        return f"Restarting ({s.exit_code}) {human_duration((now - s.finished_at) / 1e9)} ago"
+    if s.status == rec.REMOVING:
+        return "Removal In Progress"
+    if s.status == rec.DEAD:
+        return "Dead"
+    if s.status == rec.EXITED or s.finished_at:
+        return f"Exited ({s.exit_code}) {human_duration((now - s.finished_at) / 1e9)} ago"
+    return "Created"
+
+
+def docker_state(c: DockerContainer) -> dict[str, Any]:
+    s = c.state
+    status = s.status if s.status != rec.CREATING else rec.CREATED
+    return {"Status": status, "Running": s.running, "Paused": s.status == rec.PAUSED,
+            "Restarting": s.status == rec.RESTARTING, "OOMKilled": s.oom_killed, "Dead": s.status == rec.DEAD,
+            "Pid": s.pid if s.status in (rec.RUNNING, rec.PAUSED) else 0, "ExitCode": s.exit_code, "Error": s.error,
+            "StartedAt": rfc3339nano(s.started_at), "FinishedAt": rfc3339nano(s.finished_at)}
+
+
+def mounts(c: DockerContainer, volumes_root: str = "") -> list[dict[str, Any]]:
+    out = []
+    for m in c.mounts:
+        p = MountPoint(**m)
+        if p.type == "volume" and not p.source and volumes_root:
+            p.source = f"{volumes_root}/{p.name}/_data"
+        out.append(p.docker())
+    return out
+
+
+def _network_entry() -> dict[str, Any]:
+    return {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+            "GwPriority": 0, "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
+
+
+def network_settings(c: DockerContainer) -> dict[str, Any]:
+    mode = c.host_config.get("NetworkMode") or "bridge"
+    running = c.state.status in (rec.RUNNING, rec.PAUSED)
+    nets = {} if mode.startswith("container:") else {mode: _network_entry()}
+    return {"Bridge": "", "SandboxID": c.id if running and mode != "host" else "", "SandboxKey":
+            f"/proc/{c.state.pid}/ns/net" if running and mode not in ("host",) else "", "Ports": {},
+            "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0,
+            "IPv6Gateway": "", "MacAddress": "", "Networks": nets}
+
+
+def config(c: DockerContainer) -> dict[str, Any]:
+    cfg = c.config
+    out = {"Hostname": cfg.get("Hostname") or c.id[:12], "Domainname": cfg.get("Domainname") or "",
+           "User": cfg.get("User") or "", "AttachStdin": bool(cfg.get("AttachStdin")),
+           "AttachStdout": bool(cfg.get("AttachStdout")), "AttachStderr": bool(cfg.get("AttachStderr")),
+           "Tty": bool(cfg.get("Tty")), "OpenStdin": bool(cfg.get("OpenStdin")),
+           "StdinOnce": bool(cfg.get("StdinOnce")), "Env": cfg.get("Env") or None, "Cmd": cfg.get("Cmd") or None,
+           "Image": c.image, "Volumes": cfg.get("Volumes") or None, "WorkingDir": cfg.get("WorkingDir") or "",
+           "Entrypoint": cfg.get("Entrypoint") or None, "OnBuild": cfg.get("OnBuild") or None,
+           "Labels": cfg.get("Labels") or {}}
+    for key in ("ExposedPorts", "Healthcheck", "StopSignal", "StopTimeout", "Shell", "ArgsEscaped"):
+        if cfg.get(key) not in (None, "", [], {}):
+            out[key] = cfg[key]
+    return out
+
+
+def inspect(c: DockerContainer, *, size: tuple[int, int] | None = None, volumes_root: str = "",
+            exec_ids: list[str] | None = None) -> dict[str, Any]:
+    hc = dict(c.host_config)
+    hc.setdefault("MaskedPaths", None)
+    out: dict[str, Any] = {
+        "Id": c.id, "Created": rfc3339nano(c.created), "Path": c.path, "Args": list(c.args),
+        "State": docker_state(c), "Image": c.image_id, "ResolvConfPath": c.resolv_path,
+        "HostnamePath": c.hostname_path, "HostsPath": c.hosts_path, "LogPath": c.log_path, "Name": c.name,
+        "RestartCount": c.restart_count, "Driver": c.snapshotter, "Platform": "linux", "MountLabel": "",
+        "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": exec_ids or None, "HostConfig": hc,
+        "GraphDriver": {"Data": None, "Name": c.snapshotter}, "Mounts": mounts(c, volumes_root),
+        "Config": config(c), "NetworkSettings": network_settings(c),
+    }
+    if size is not None:
+        out["SizeRw"], out["SizeRootFs"] = size
+    return out
+
+
+def summary(c: DockerContainer, *, size: tuple[int, int] | None = None, volumes_root: str = "") -> dict[str, Any]:
+    mode = c.host_config.get("NetworkMode") or "bridge"
+    out: dict[str, Any] = {
+        "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
+        "Command": " ".join([c.path, *c.args]) if c.args else c.path, "Created": c.created // 1_000_000_000,
+        "Ports": [], "Labels": c.config.get("Labels") or {}, "State": docker_state(c)["Status"],
+        "Status": status_text(c), "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": network_settings(c)["Networks"]}, "Mounts": [
+            {k: v for k, v in m.items()} for m in mounts(c, volumes_root)],
+    }
+    if size is not None:
+        out["SizeRw"], out["SizeRootFs"] = size
+    return out
