@@ -357,5 +357,6 @@ def register(app: typer.Typer) -> None:
     app.command("ps")(ps)
     app.command("cp")(cp)
     app.command("inspect")(inspect)
-    for fn in (logs, top, port, stats):
+    app.command("top", context_settings={"allow_interspersed_args": False})(top)
+    for fn in (logs, port, stats):
         app.command(fn.__name__)(fn)
