@@ -202,7 +202,7 @@ def daemon(
              "dns": dns or None, "dns_search": dns_search or None, "dns_opts": dns_opts or None,
              "userland_proxy": userland_proxy, "network_prefix": network_prefix, "log_driver": log_driver,
              "default_shm_size": default_shm_size, "init": init, "init_path": init_path}
-    flags = {k: v for k, v in given.items() if v is not None}
+    flags: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     try:
         if add_runtimes:
             flags["runtimes"] = {k: {"path": v} for k, v in config_mod.key_values(add_runtimes, "--add-runtime").items()}

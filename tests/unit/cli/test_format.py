@@ -9,8 +9,16 @@ import time
 import pytest
 
 from engine.cli.ctrinfo import ContainerRow, display_ports, ps_output
-from engine.cli.format import (Template, TemplateError, bytes_size, ellipsis, human_duration, human_size,
-                               inspect_output, table)
+from engine.cli.format import (
+    Template,
+    TemplateError,
+    bytes_size,
+    ellipsis,
+    human_duration,
+    human_size,
+    inspect_output,
+    table,
+)
 from engine.cli.images import history_output, images_output
 from engine.cli.progress import StreamError, display, progress_string
 from engine.cli.stats import StatsRow

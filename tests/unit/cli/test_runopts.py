@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.cli.runopts import (OptionError, RunOptions, create_body, parse_mount, parse_ports, ram_in_bytes)
+from engine.cli.runopts import OptionError, RunOptions, create_body, parse_mount, parse_ports, ram_in_bytes
 
 
 def test_plain_run_body() -> None:
