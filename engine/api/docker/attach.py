@@ -174,6 +174,31 @@ async def write_out(conn: Conn, chunks: AsyncIterator[tuple[int, bytes]], enc: C
             await conn.drain()
 
 
+def task_output(tasks: Any, cid: str) -> AsyncIterator[tuple[int, bytes]]:
+    """The init's output from the shim: ``tasks.attach`` (helper H5's passthrough) when it exists, else the
+    shim client directly (a stop-gap until it lands)."""
+    if hasattr(tasks, "attach"):
+        return tasks.attach(NAMESPACE, cid)  # type: ignore[no-any-return]
+
+    async def via_client() -> AsyncIterator[tuple[int, bytes]]:
+        t = await tasks.get(NAMESPACE, cid)
+        client = await tasks._client((NAMESPACE, cid), t)
+        async for item in client.attach(""):
+            yield item
+
+    return via_client()
+
+
+async def task_stdin(tasks: Any, cid: str, data: bytes) -> None:
+    if hasattr(tasks, "write_stdin"):
+        res = tasks.write_stdin(NAMESPACE, cid, data)
+        if inspect.isawaitable(res):
+            await res
+        return
+    t = await tasks.get(NAMESPACE, cid)
+    (await tasks._client((NAMESPACE, cid), t)).write_stdin(data, "")
+
+
 async def _live_task(services: Services, cid: str, conn: Conn) -> bool:
     """Wait until the container's task is live (created or running); False if the client went first."""
     assert services.tasks is not None
@@ -226,7 +251,7 @@ async def post_attach(services: Services, req: Request) -> Hijack:
         ready = asyncio.Event()
 
         async def output() -> None:
-            it = tasks.attach(NAMESPACE, cid)
+            it = task_output(tasks, cid)
             if inspect.isawaitable(it):
                 it = await it
             ready.set()
@@ -239,7 +264,7 @@ async def post_attach(services: Services, req: Request) -> Hijack:
                 if stdin_once:
                     await tasks.close_io(NAMESPACE, cid)
 
-            return await pump_stdin(conn, lambda data: tasks.write_stdin(NAMESPACE, cid, data), keys, eof)
+            return await pump_stdin(conn, lambda data: task_stdin(tasks, cid, data), keys, eof)
 
         detached = await run_streams(conn, output(), stdin() if want_in else None)
         if detached:
