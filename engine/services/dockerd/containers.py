@@ -38,6 +38,7 @@ from engine.images.reference import parse as parse_ref
 from engine.services import image_unpack
 from engine.services.containers import OCI_SPEC_TYPE_URL, AnyBlob, Container, Runtime
 from engine.services.dockerd import hostconfig, names
+from engine.services.dockerd import mounts as mountmod
 from engine.services.dockerd import record as rec
 from engine.services.dockerd import spec as specmod
 from engine.services.dockerd.lifecycle import Lifecycle
@@ -134,8 +135,8 @@ class DockerContainerService(Lifecycle):
         if hc.get("Init") is None and cfgd.init:
             hc["Init"] = True
         specmod.capabilities(hc)  # unknown capabilities are a 400 now, not at start
-        points = specmod.parse_binds(hc.get("Binds") or []) + specmod.parse_mounts(hc.get("Mounts") or [])
-        specmod.check_duplicates(points, hc.get("Tmpfs"))
+        points = mountmod.parse_binds(hc.get("Binds") or []) + mountmod.parse_mounts(hc.get("Mounts") or [])
+        mountmod.check_duplicates(points, hc.get("Tmpfs"))
         await self._check_network(hc)
         resolved = await self.find_image(image_ref)
         image_cfg = (json.loads(resolved.config_raw) or {}).get("config") or {}
@@ -193,7 +194,7 @@ class DockerContainerService(Lifecycle):
         raise NotFound(f"network {mode} not found")
 
     async def _materialise(self, c: DockerContainer, resolved: image_unpack.Resolved,
-                           points: list[specmod.MountPoint], undo: list[Any], *, actor: str) -> None:
+                           points: list[mountmod.MountPoint], undo: list[Any], *, actor: str) -> None:
         s = self.services
         assert s.snapshots is not None and s.containers is not None
         await asyncio.to_thread(self._write_files, c)
@@ -225,7 +226,7 @@ class DockerContainerService(Lifecycle):
             await s.volumes.reference(v.name, c.id, actor=actor)
             undo.append(("volume", v.name))
             c.volumes.append(v.name)
-            points.append(specmod.MountPoint("volume", "", os.path.normpath(dest), True, "", "", name=v.name))
+            points.append(mountmod.MountPoint("volume", "", os.path.normpath(dest), True, "", "", name=v.name))
         await s.snapshots.prepare(SNAPSHOTTER, c.id, resolved.chain_id, namespace=NAMESPACE, actor=actor)
         undo.append(("snapshot", c.id))
         c.mounts = [dict(p.__dict__) for p in points]

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from engine.services.dockerd import record as rec
+from engine.services.dockerd.mounts import MountPoint
 from engine.services.dockerd.record import DockerContainer
-from engine.services.dockerd.spec import MountPoint
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _HIDDEN_HC = ()

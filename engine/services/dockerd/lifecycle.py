@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import Conflict, EngineError, FailedPrecondition, InvalidArgument, NotFound
 from engine.services.containers import OCI_SPEC_TYPE_URL, AnyBlob, Container
 from engine.services.dockerd import hostconfig, restart
+from engine.services.dockerd import mounts as mountmod
 from engine.services.dockerd import record as rec
 from engine.services.dockerd import spec as specmod
 from engine.services.dockerd.record import NAMESPACE, DockerContainer
@@ -182,7 +183,7 @@ class Lifecycle:
                 raise Conflict(f"cannot join network of a non running container: {net[len('container:'):]}")
             ctx.netns_path = f"/proc/{other.pid}/ns/net"
         for m in c.mounts:
-            p = specmod.MountPoint(**m)
+            p = mountmod.MountPoint(**m)
             if p.type == "volume":
                 assert s.volumes is not None
                 p.source = await s.volumes.mount(p.name, c.id, destination=p.destination, read_write=p.rw,
