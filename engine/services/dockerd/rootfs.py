@@ -135,15 +135,17 @@ async def mounted(services: Services, container_id: str, namespace: str = "moby"
     `with_mounts`: for a running container, its init's ``/proc/<pid>/root`` instead, the root as the
     container sees it, with its volumes and bind mounts (docker cp reaches into those; export does not)."""
     assert services.tasks is not None and services.containers is not None and services.snapshots is not None
-    with contextlib.suppress(NotFound):
+    live = ""
+    with contextlib.suppress(NotFound):  # (never around a yield: it would swallow the caller's NotFound)
         t = await services.tasks.get(namespace, container_id)
-        if with_mounts and t.status in ("running", "paused") and t.pid > 0 and os.path.isdir(f"/proc/{t.pid}/root/"):
-            yield f"/proc/{t.pid}/root"
-            return
         root = os.path.join(t.bundle, "rootfs") if t.bundle else ""
-        if root and t.mounts and os.path.ismount(root):
-            yield root
-            return
+        if with_mounts and t.status in ("running", "paused") and t.pid > 0 and os.path.isdir(f"/proc/{t.pid}/root/"):
+            live = f"/proc/{t.pid}/root"
+        elif root and t.mounts and os.path.ismount(root):
+            live = root
+    if live:
+        yield live
+        return
     c = await services.containers.get(namespace, container_id)
     if not c.snapshot_key:
         raise NotFound(f"container {container_id} has no root file system")
