@@ -19,6 +19,10 @@ Design choices:
   ingest, so nothing half-stored stays behind, and the pull fails with the digests named.
 * **Single flight.** Concurrent pulls that need the same blob in one namespace share one download (a
   future per (namespace, digest)); the others wait, then add the blob to their own lease.
+* **Unpack while downloading.** Each layer is applied (engine/images/unpack.py ``unpack_layers``) as soon as
+  it and every layer below it are committed, while later layers still download; the final
+  ``image_unpack.unpack`` then only checks the chain and writes the gc labels. On this 2-core machine
+  that overlap is what makes pull+unpack ~2x containerd's (bench/pull.py).
 * **GC labels** as containerd writes them: ``containerd.io/gc.ref.content.m.<i>`` on an index,
   ``…config`` and ``…l.<i>`` on a manifest; and ``containerd.io/distribution.source.<host>=<repo>`` on every
   blob, which push uses for cross-repository mounts.
@@ -37,13 +41,14 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from engine.errors import AlreadyExists, DataLoss, FailedPrecondition, NotFound, Unavailable
 from engine.events.types import Event
 from engine.images import formats, reference
 from engine.images.platforms import Platform
 from engine.images.registry import Credentials, HttpClient, Registry, Repository, from_docker_config
+from engine.images.unpack import Layer, unpack_layers
 from engine.services import image_unpack
 from engine.services.images import Descriptor as ImageDescriptor
 from engine.services.images import Image
@@ -63,6 +68,7 @@ WRITE_SIZE = 1 << 20
 LEASE_TTL = dt.timedelta(hours=24)
 LABEL_SOURCE = "containerd.io/distribution.source."
 LABEL_GC_CONTENT = "containerd.io/gc.ref.content."
+SNAPSHOTTER = "overlayfs"
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -196,16 +202,28 @@ class PullService:
                 raise FailedPrecondition(f"{r.familiar()}: indexes nested too deep")
             sem = asyncio.Semaphore(DOWNLOADS)
             layers = [d for d in manifest.layers if formats.is_layer(d.media_type)]
-            fresh: list[str] = []
+            loop = asyncio.get_running_loop()
+            done: list[asyncio.Future[bool]] = [loop.create_future() for _ in layers]
+            config_done: asyncio.Future[bool] = loop.create_future()
+            busy = [0.0]
 
-            async def one(d: formats.Descriptor, show: bool) -> None:
-                async with sem:
-                    if await self._fetch(namespace, repo, d, lease_id, emit if show else None, source, actor):
-                        fresh.append(d.digest)
+            async def one(d: formats.Descriptor, show: bool, fut: asyncio.Future[bool]) -> None:
+                try:
+                    async with sem:
+                        got = await self._fetch(namespace, repo, d, lease_id, emit if show else None, source, actor)
+                except BaseException as err:
+                    fut.set_exception(err)
+                    fut.exception()  # retrieved here; the gather raises it
+                    raise
+                fut.set_result(got)
 
             for d in layers:
                 emit(message("Pulling fs layer", short(d.digest)))
-            await _gather([one(manifest.config, False), *[one(d, True) for d in layers]])
+            await _gather([one(manifest.config, False, config_done),
+                           *[one(d, True, f) for d, f in zip(layers, done, strict=True)],
+                           self._unpack_as_fetched(namespace, manifest, layers, done, config_done, emit, busy,
+                                                   actor)])
+            t_fetch = time.monotonic()
             fault("layers:done")
             # parents after children, each with the gc labels to what it references
             for desc, data, doc in reversed(docs):
@@ -216,28 +234,55 @@ class PullService:
                     labels[LABEL_GC_CONTENT + "config"] = doc.config.digest
                     labels.update({f"{LABEL_GC_CONTENT}l.{i}": d.digest for i, d in enumerate(doc.layers)})
                 await self._store_bytes(namespace, desc, data, lease_id, labels, actor)
-            t_fetch = time.monotonic()
             img, changed = await self._record(namespace, name, root.descriptor, actor)
-            for d in layers:
-                if d.digest in fresh:
-                    emit(message("Extracting", short(d.digest), 0, d.size))
-            resolved = await image_unpack.unpack(services, namespace, name, platform=platform, actor=actor)
+            # the snapshots exist already (made while later layers downloaded): this checks them and labels
+            resolved = await image_unpack.unpack(services, namespace, name, SNAPSHOTTER, platform=platform,
+                                                 actor=actor)
             t_unpack = time.monotonic()
-            for d in layers:
-                if d.digest in fresh:
-                    emit(message("Pull complete", short(d.digest)))
             await services.journal.append(
                 [ImagePulled(name=name, digest=root.digest, registry=r.domain, size=resolved.size,
                              config=resolved.config_digest)], namespace=namespace, actor=actor)
         finally:
             await asyncio.shield(self._drop_lease(namespace, lease_id, actor))
-        self.last_timings = {"resolve_fetch": t_fetch - t0, "unpack": t_unpack - t_fetch,
+        self.last_timings = {"resolve_fetch": t_fetch - t0, "unpack": t_unpack - t_fetch, "apply_busy": busy[0],
                              "bytes": float(sum(d.size for d in layers))}
-        log.info("pulled %s (%s): fetch %.3fs, unpack %.3fs, %d bytes of layers", name, root.digest, t_fetch - t0,
-                 t_unpack - t_fetch, sum(d.size for d in layers))
+        log.info("pulled %s (%s): fetch %.3fs, unpack %.3fs, %d bytes of layers; layers applied during %.3fs "
+                 "(overlapping the fetch)", name, root.digest, t_fetch - t0, t_unpack - t_fetch,
+                 sum(d.size for d in layers), busy[0])
         emit(message(f"Digest: {root.digest}"))
         emit(message(f"Status: {'Downloaded newer image' if changed else 'Image is up to date'} for {r.familiar()}"))
         return img
+
+    async def _unpack_as_fetched(self, namespace: str, manifest: formats.Manifest, layers: list[formats.Descriptor],
+                                 done: list[asyncio.Future[bool]], config_done: asyncio.Future[bool],
+                                 emit: Progress, busy: list[float], actor: str) -> None:
+        """Apply each layer as soon as it and the ones below it are here, while later layers download."""
+        content, snaps = self.services.content, self.services.snapshots
+        assert content is not None and snaps is not None
+        await config_done
+        try:
+            config = formats.parse_config(await content.read(namespace, manifest.config.digest))
+        except NotFound:
+            return  # the final unpack reports it
+        diff_ids = list(config.rootfs.diff_ids)
+        if len(diff_ids) != len(layers):
+            return  # the final unpack refuses the image with the reason
+        store = content.store
+
+        def opener(digest: str) -> Callable[[], BinaryIO]:
+            return lambda: open(store.blob_path(digest), "rb")
+
+        stack: list[Layer] = []
+        for d, diff_id, fut in zip(layers, diff_ids, done, strict=True):
+            fresh = await fut
+            stack.append(Layer(diff_id, opener(d.digest)))
+            if fresh:
+                emit(message("Extracting", short(d.digest), 0, d.size))
+            t = time.monotonic()
+            await unpack_layers(snaps, SNAPSHOTTER, list(stack), namespace=namespace, actor=actor)
+            busy[0] += time.monotonic() - t
+            if fresh:
+                emit(message("Pull complete", short(d.digest)))
 
     async def push(self, namespace: str, ref: str | reference.Reference, *, auth: Credentials | None = None,
                    progress: Progress | None = None, actor: str) -> str:
