@@ -82,10 +82,21 @@ class Context:
     nsenter_binary: str = "/usr/bin/nsenter"
 
 
+def host_capabilities() -> list[str]:
+    """Every capability this daemon can hand out: its own bounding set (all that the kernel knows, on a
+    normal host; fewer when the daemon itself runs confined), as ``--privileged`` and ``ALL`` mean."""
+    try:
+        with open("/proc/self/status") as f:
+            bnd = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        return list(capnames.NAMES)
+    return [n for i, n in enumerate(capnames.NAMES) if bnd >> i & 1]
+
+
 def capabilities(host_config: dict[str, Any]) -> list[str]:
     """The effective capability set: Docker's defaults, then drops, then adds (``ALL`` either way)."""
     if host_config.get("Privileged"):
-        return list(capnames.NAMES)
+        return host_capabilities()
 
     def norm(names: list[str] | None) -> list[str]:
         out = []
@@ -101,7 +112,7 @@ def capabilities(host_config: dict[str, Any]) -> list[str]:
         return out
 
     adds, drops = norm(host_config.get("CapAdd")), norm(host_config.get("CapDrop"))
-    base = list(capnames.NAMES) if "ALL" in adds else [] if "ALL" in drops else list(DEFAULT_CAPS)
+    base = host_capabilities() if "ALL" in adds else [] if "ALL" in drops else list(DEFAULT_CAPS)
     base = [c for c in base if c not in drops or c in adds]
     for c in adds:
         if c != "ALL" and c not in base:
