@@ -28,6 +28,7 @@ from engine.images.snapshots import make_backend
 from engine.services import Services, all_projections
 from engine.services.containers import ContainerService
 from engine.services.dockerd.containers import DockerContainerService
+from engine.services.dockerd.healthmon import HealthMonitor
 from engine.services.gc import open_content_services
 from engine.services.images import ImageService, ImageSource
 from engine.services.namespaces import NamespaceService
@@ -150,8 +151,11 @@ class Daemon:
         services.volumes = VolumeService(journal, cfg.root)
         # reconnect to the shims in the background: the API answers meanwhile, and a command on a task
         # waits for that task's recovery (exits that happened while the daemon was down journaled first)
-        services.tasks.start_recovery()
+        recovery = services.tasks.start_recovery()
         services.docker.run_background()  # exit monitor; finish cut creates, apply restart policies after the tasks' recovery
+        health = services.extra["health"] = HealthMonitor(services)  # probes the running containers' checks
+        health.start()
+        volumes_recovery = asyncio.create_task(self._recover_volumes(services, recovery), name="volumes-recovery")
         report = await services.snapshots.recover(actor=ACTOR)
         if any(vars(report).values()):
             log.warning("snapshots recovered after an unclean stop: %s", report)
@@ -168,11 +172,24 @@ class Daemon:
             log.info("stopping on %s", self.stop_signal or "request")
         finally:
             gc_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gc_task
+            volumes_recovery.cancel()
+            await asyncio.gather(gc_task, volumes_recovery, return_exceptions=True)
+            await health.close()
             await self._stop_servers()
             await journal.append([DaemonStopped(daemon_id=daemon_id, pid=os.getpid(), signal=self.stop_signal)],
                                  namespace="", actor=ACTOR, cause="stop")
+
+    @staticmethod
+    async def _recover_volumes(services: Services, tasks_recovery: asyncio.Task) -> None:
+        """Once the tasks are recovered: volume directories made or removed, mounts of gone containers released."""
+        with contextlib.suppress(Exception):
+            await tasks_recovery
+        assert services.volumes is not None and services.docker is not None
+        try:
+            running = {c.id for c in await services.docker.list() if c.state.running}
+            await services.volumes.recover(running, actor=ACTOR)
+        except Exception:
+            log.exception("volume recovery failed")
 
     async def _start_servers(self, services: Services) -> None:
         from engine.api.containerd.server import serve_containerd
