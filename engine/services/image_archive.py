@@ -283,27 +283,16 @@ class ImageArchiveService:
         return name
 
     async def _users(self, ns: str, g: Group) -> list[tuple[str, bool]]:
-        """(container id, running) of the containers that use image `g`."""
+        """(container id, running) of the containers that use image `g`: Docker's container records (their
+        image ID and state) when the dockerd role runs, else containerd's records naming one of its names."""
         svc = self.services
+        docker = getattr(svc, "docker", None)
+        if docker is not None and ns == "moby":
+            return [(c.id, c.state.running) for c in await docker.list() if c.image_id == g.id]
         if svc.containers is None:
             return []
-        keys = {g.id, g.id.split(":", 1)[1], *(r.name for r in g.records)}
-        keys |= {reference.parse(n).familiar() for n in g.names}
-        out = []
-        for c in await svc.containers.list(ns):
-            if c.image in keys or c.labels.get("org.engine.image.id") == g.id:
-                running = False
-                if svc.tasks is not None:
-                    try:
-                        t = await svc.tasks.get(ns, c.id)
-                        running = str(getattr(t, "status", "")).lower() in ("running", "paused", "pausing",
-                                                                          "created")
-                    except NotFound:
-                        pass
-                    except Exception:  # noqa: BLE001 - a task we cannot ask about counts as stopped
-                        pass
-                out.append((c.id, running))
-        return out
+        keys = {g.id, *(r.name for r in g.records)}
+        return [(c.id, False) for c in await svc.containers.list(ns) if c.image in keys]
 
     async def remove(self, ns: str, s: str, *, force: bool = False, actor: str) -> list[dict[str, str]]:
         """Docker's ``DELETE /images/{name}``: the Untagged/Deleted list."""
