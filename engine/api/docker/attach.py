@@ -230,7 +230,9 @@ async def post_attach(services: Services, req: Request) -> Hijack:
     mux = not tty
     want = {1} if tty and (want_out or want_err) else ({1} if want_out else set()) | ({2} if want_err else set())
     enc = encoder(mux, want)
-    stdin_once = bool((c.config or {}).get("StdinOnce"))
+    # dockerd closes the process's stdin when this client's stdin ends only without a TTY: with one, the
+    # client's EOF (it detached, or it went) must not end the shell for the next attach
+    stdin_once = bool((c.config or {}).get("StdinOnce")) and not tty
     tasks = services.tasks
     assert tasks is not None
     await services.journal.append([ContainerAttached(container_id=cid, stdin=want_in, stdout=want_out,

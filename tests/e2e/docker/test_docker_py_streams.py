@@ -11,6 +11,7 @@ import time
 import docker
 import pytest
 
+from tests.e2e.docker.dockerapi_util import journal
 from tests.harness import EngineDaemon
 from tests.support.images import import_busybox
 
@@ -87,6 +88,34 @@ def test_attach_socket_tty(client: docker.DockerClient) -> None:
             pass
         sock.close()
         assert c.wait(timeout=10)["StatusCode"] == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_server_side_detach_keys(client: docker.DockerClient, d: EngineDaemon) -> None:
+    c = client.containers.create("busybox", "sh", tty=True, stdin_open=True)
+    try:
+        c.start()
+        sock = client.api.attach_socket(c.id, params={"stdin": 1, "stdout": 1, "stream": 1,
+                                                      "detachKeys": "ctrl-a,x"})
+        raw: socket.socket = sock._sock
+        raw.settimeout(10)
+        raw.sendall(b"echo one-$((0+1))\n")
+        buf = b""
+        while b"one-1" not in buf:
+            chunk = raw.recv(4096)
+            assert chunk, buf
+            buf += chunk
+        raw.sendall(b"\x01x")  # the daemon finds the keys and ends the attach; the shell runs on
+        while raw.recv(4096):
+            pass
+        sock.close()
+        c.reload()
+        assert c.status == "running"
+        types = [e["type"] for e in journal(d, "type=docker_stream.*")]
+        assert "docker_stream.detached" in types
+        status, body = d.request("POST", f"/containers/{c.id}/attach?stream=1&stdin=1&detachKeys=ctrl-1")
+        assert status == 400 and "Invalid detach keys" in body["message"]
     finally:
         c.remove(force=True)
 
