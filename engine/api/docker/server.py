@@ -13,6 +13,7 @@ import engine
 from engine.api import sockets
 from engine.api.docker import (
     containers,
+    df,
     events,
     images,
     images_registry,
@@ -46,6 +47,7 @@ def build_router(services: Services) -> Router:
     volumes.register(r, services)
     containers.register(r, services)
     stats.register(r, services)
+    df.register(r, services)
     streams.register(r, services)
     images_registry.register(r, services)
     images.register(r, services)
