@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
 
-from engine.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
+from engine.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from engine.events.projection import Projection
 from engine.events.types import Event
 from engine.images import formats, platforms, reference
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DANGLING = "moby-dangling@"
+LOCK_RETRIES = 600  # ~5 min of waiting for a concurrent load's ingest of the same blob
+SCRATCH_KINDS = ("load-", "import-")
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -195,6 +197,14 @@ def dangling_events(tx: sqlite3.Cursor, ns: str, target: Descriptor) -> list[Eve
     return [*namespace_events(tx, ns), ImageCreated(name=name, image=Image(name=name, target=target))]
 
 
+def service(services: Services) -> ImageArchiveService:
+    """The daemon's one ImageArchiveService (kept in ``services.extra["image_archive"]``, made on first use)."""
+    svc = services.extra.get("image_archive")
+    if svc is None:
+        svc = services.extra["image_archive"] = ImageArchiveService(services)
+    return svc  # type: ignore[return-value]
+
+
 class ImageArchiveService:
     """Docker's image operations in a namespace (``moby``), over the images, content and lease services."""
 
@@ -202,6 +212,15 @@ class ImageArchiveService:
         self.services = services
         self._resolved: dict[str, image_unpack.Resolved] = {}
         self.scratch = Path(services.config.root) / "tmp"
+        self._clean_scratch()
+
+    def _clean_scratch(self) -> None:
+        """Scratch directories of loads and imports a crash cut short (one service per daemon process)."""
+        if not self.scratch.is_dir():
+            return
+        for p in self.scratch.iterdir():
+            if p.name.startswith(SCRATCH_KINDS):
+                shutil.rmtree(p, ignore_errors=True)
 
     # ---- resolution ---------------------------------------------------------------------------
 
@@ -422,8 +441,7 @@ class ImageArchiveService:
             info = None
         if info is None:
             try:
-                w = await content.writer(ns, f"load-{blob.digest}", total=blob.size, expected=blob.digest,
-                                         lease=lease, actor=actor)
+                w = await self._open_writer(ns, blob, lease, actor)
             except AlreadyExists:
                 info = await content.info(ns, blob.digest)
             else:
@@ -447,6 +465,26 @@ class ImageArchiveService:
         if any(info.labels.get(k) != v for k, v in blob.labels.items()):
             await content.update(ns, blob.digest, blob.labels, paths=[f"labels.{k}" for k in blob.labels],
                                  actor=actor)
+
+    async def _open_writer(self, ns: str, blob: layout.Blob, lease: str, actor: str) -> Any:
+        """The ingest `load-<digest>`; a concurrent load of the same blob holds it: wait for that one (its
+        commit makes ours AlreadyExists), as containerd's importer does."""
+        content = self.services.content
+        assert content is not None
+        delay = 0.02
+        for _ in range(LOCK_RETRIES):
+            try:
+                return await content.writer(ns, f"load-{blob.digest}", total=blob.size, expected=blob.digest,
+                                            lease=lease, actor=actor)
+            except Unavailable:
+                try:
+                    await content.info(ns, blob.digest)
+                    raise AlreadyExists(f"content {blob.digest}: already exists") from None
+                except NotFound:
+                    pass
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        raise Unavailable(f"blob {blob.digest}: another load holds its ingest")
 
     @staticmethod
     async def _write(w: Any, blob: layout.Blob) -> None:

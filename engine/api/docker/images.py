@@ -26,7 +26,7 @@ from engine.api.docker.http import Request, Response, StreamResponse
 from engine.api.docker.timefmt import parse_time_ns
 from engine.errors import InvalidArgument, Unimplemented
 from engine.images import reference
-from engine.services import Services
+from engine.services import Services, image_archive
 from engine.services.image_archive import Group, ImageArchiveService, is_dangling
 
 NAMESPACE = "moby"
@@ -35,10 +35,7 @@ PRUNE_FILTERS = frozenset({"dangling", "label", "label!", "until"})
 
 
 def _svc(services: Services) -> ImageArchiveService:
-    svc = services.extra.get("image_archive")
-    if svc is None:
-        svc = services.extra["image_archive"] = ImageArchiveService(services)
-    return svc  # type: ignore[return-value]
+    return image_archive.service(services)
 
 
 def _created_s(g: Group) -> int:

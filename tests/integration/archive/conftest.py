@@ -14,6 +14,7 @@ import pytest
 from engine.config import Config
 from engine.services import Services
 from engine.services.image_archive import ImageArchiveService
+from engine.services.images import ImageSource
 from tests.integration.images.helpers import services_at
 
 
@@ -23,6 +24,8 @@ async def env() -> AsyncIterator[tuple[Services, ImageArchiveService, Path]]:
     (root / "state").mkdir()
     s = await services_at(root / "state")
     s.config = Config(root=str(root / "state"))
+    assert s.gc is not None
+    s.gc.add_source(ImageSource())  # as the daemon does: image targets are gc roots
     try:
         yield s, ImageArchiveService(s), root
     finally:

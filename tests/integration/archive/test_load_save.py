@@ -165,6 +165,7 @@ async def test_import_rootfs_with_changes(env: Env, compression: str) -> None:
     assert g.resolved.diff_ids == ["sha256:" + __import__("hashlib").sha256(raw).hexdigest()]
     assert s.snapshots is not None
     await s.snapshots.stat("overlayfs", g.resolved.chain_id, namespace=NS)
+    assert len(await content_left(s)) == 3  # gc labels keep layer and config with the manifest
 
 
 async def test_import_refusals_store_nothing(env: Env) -> None:
@@ -222,3 +223,27 @@ async def test_bad_archives_store_nothing(env: Env) -> None:
         assert s.leases is not None and await s.leases.list(NS) == [], what
         assert await content_left(s) == [], what
     assert list((root / "state" / "tmp").iterdir()) == []
+
+
+async def test_concurrent_loads_of_one_archive(env: Env) -> None:
+    s, svc, root = env
+    arc = busybox_docker_archive(root)
+    (root / "b").mkdir()
+    other = busybox_docker_archive(root / "b", "second:1")  # same blobs, another name
+    import asyncio
+
+    a, b, c = await asyncio.gather(svc.load(NS, arc, actor=ACTOR), svc.load(NS, arc, actor=ACTOR),
+                                   svc.load(NS, other, actor=ACTOR))
+    assert a == b == [BB] and c == ["docker.io/library/second:1"]
+    assert sorted(await names(s)) == ["docker.io/library/busybox:latest", "docker.io/library/second:1"]
+    assert s.leases is not None and await s.leases.list(NS) == []
+    assert len(await content_left(s)) == 3  # layer, config, manifest: all kept by the records
+
+
+async def test_a_crashed_load_leaves_its_scratch_to_the_next_start(env: Env) -> None:
+    s, _, root = env
+    stale = root / "state" / "tmp" / "load-0123456789abcdef"
+    stale.mkdir(parents=True)
+    (stale / "archive.tar").write_bytes(b"x")
+    ImageArchiveService(s)
+    assert not stale.exists()
