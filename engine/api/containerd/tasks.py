@@ -259,9 +259,8 @@ _on(te.TaskLost, "/tasks/exit", lambda e, env: epb.TaskExit(
     exited_at=_ts(env.time_ns)))
 _on(te.TaskExecExited, "/tasks/exit", lambda e, _: epb.TaskExit(
     container_id=e.container_id, id=e.exec_id, pid=e.pid, exit_status=e.exit_status, exited_at=_ts(e.exited_at)))
-_on(te.TaskDeleted, "/tasks/delete", lambda e, _: epb.TaskDelete(
-    container_id=e.container_id, id=e.container_id, pid=e.pid, exit_status=e.exit_status,
-    exited_at=_ts(e.exited_at)))
+_on(te.TaskDeleted, "/tasks/delete", lambda e, _: epb.TaskDelete(  # the init's delete has no id (as containerd)
+    container_id=e.container_id, pid=e.pid, exit_status=e.exit_status, exited_at=_ts(e.exited_at)))
 _on(te.TaskExecDeleted, "/tasks/delete", lambda e, _: epb.TaskDelete(
     container_id=e.container_id, id=e.exec_id, exit_status=e.exit_status))
 _on(te.TaskOOM, "/tasks/oom", lambda e, _: epb.TaskOOM(container_id=e.container_id))
