@@ -224,14 +224,18 @@ def test_ctr_events_of_a_run_match_containerd(engine_daemon: Any, real: RealCont
     ids, pids, paths and times differ) are containerd's; the ids and exit statuses are equal."""
     ns = "diffev-" + uuid.uuid4().hex[:8]
     oci = busybox_oci_archive(tmp_path)
-    seen = {}
+    seen: dict[str, list[tuple[str, dict]]] = {}
+    daemons: list[tuple[str, str, Ctr]] = [("containerd", real.sock, real.ctr),
+                                           ("engine", engine_daemon.containerd_sock, engine_daemon.ctr)]
     try:
-        for name, sock, ctr in (("containerd", real.sock, real.ctr), ("engine", engine_daemon.containerd_sock,
-                                                                       engine_daemon.ctr)):
+        for name, sock, ctr in daemons:
             ctr("namespaces", "create", ns)
             ctr("-n", ns, "images", "import", str(oci))
-            seen[name] = _events_during(sock, ns, lambda ctr=ctr: ctr("-n", ns, "run", "--rm", IMG, "ev1", "sh", "-c",
-                                                                      "exit 7", check=False))
+
+            def run(ctr: Ctr = ctr) -> None:
+                ctr("-n", ns, "run", "--rm", IMG, "ev1", "sh", "-c", "exit 7", check=False)
+
+            seen[name] = _events_during(sock, ns, run)
     finally:
         for ctr in (real.ctr, engine_daemon.ctr):
             ctr("-n", ns, "tasks", "rm", "-f", "ev1", check=False)
