@@ -297,8 +297,11 @@ class ImageArchiveService:
         if ref.digest:
             raise InvalidArgument("refusing to create a tag with a digest reference")
         name = str(ref)
-        await self.services.journal.append(lambda tx: point_events(tx, ns, name, target, g.id), namespace=ns,
-                                           actor=actor)
+
+        def decide(tx: sqlite3.Cursor) -> list[Event]:  # a tag that is already there is still Docker's "tag"
+            return point_events(tx, ns, name, target, g.id) or [ImageTagged(name=name, id=g.id, target=target.digest)]
+
+        await self.services.journal.append(decide, namespace=ns, actor=actor)
         return name
 
     async def _users(self, ns: str, g: Group) -> list[tuple[str, bool]]:

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 from engine.api.docker.filters import parse_filters
 from engine.api.docker.http import Request, Response, StreamResponse
+from engine.api.docker.router import API_VERSION, version_tuple
 from engine.api.docker.timefmt import parse_time_ns
 from engine.errors import InvalidArgument, Unimplemented
 from engine.images import reference
@@ -135,6 +136,13 @@ async def list_images(services: Services, req: Request) -> Response:
         groups = [g for g in groups if _created_ns(g) < t]
     groups.sort(key=lambda g: (-_created_ns(g), g.id))
     out = [summary(g) for g in groups]
+    if version_tuple(req.version or API_VERSION) >= (1, 44):  # VirtualSize went in 1.44
+        for x in out:
+            del x["VirtualSize"]
+    else:  # before 1.44 an untagged image listed Docker's placeholders
+        for x in out:
+            x["RepoTags"] = x["RepoTags"] or ["<none>:<none>"]
+            x["RepoDigests"] = x["RepoDigests"] or ["<none>@<none>"]
     if req.flag("shared-size"):
         counts: dict[str, int] = {}
         for g in groups:
