@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import engine
 from engine.api import sockets
 from engine.api.docker import (
+    commit,
     containers,
     df,
     events,
@@ -48,6 +49,7 @@ def build_router(services: Services) -> Router:
     containers.register(r, services)
     stats.register(r, services)
     df.register(r, services)
+    commit.register(r, services)
     streams.register(r, services)
     images_registry.register(r, services)
     images.register(r, services)
