@@ -30,10 +30,11 @@ if TYPE_CHECKING:
 def all_projections() -> Projections:
     """Every projection the journal maintains, in a fixed order."""
     from engine.services import containers, gc, images, namespaces, snapshots, task_events, volumes
+    from engine.services import networks
 
     projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS,
                                      containers.PROJECTION, task_events.PROJECTION, images.PROJECTION,
-                                     volumes.PROJECTION]
+                                     volumes.PROJECTION, networks.PROJECTION]
     projections.append(__import__("engine.services.image_archive", fromlist=["PROJECTION"]).PROJECTION)
     projections.append(__import__("engine.services.dockerd.record", fromlist=["PROJECTION"]).PROJECTION)
     return Projections(projections)
