@@ -117,7 +117,8 @@ async def stop_containerd(server: Server, grace: float = 10.0) -> None:
     """Stop accepting, refuse new calls, let unary calls in flight finish (up to `grace` s), then close."""
     drain: Drain = server.engine_drain  # type: ignore[attr-defined]
     drain.closing = True
-    server._server.close()  # the listener only; open connections keep going for the calls in flight
+    if server._server is not None:  # the listener only; open connections keep going for the calls in flight
+        server._server.close()
     if drain.inflight:
         await asyncio.wait(set(drain.inflight), timeout=grace)
     server.close()
