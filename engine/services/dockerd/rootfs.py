@@ -141,8 +141,8 @@ async def mounted(services: Services, container_id: str, namespace: str = "moby"
         root = os.path.join(t.bundle, "rootfs") if t.bundle else ""
         if with_mounts and t.status in ("running", "paused") and t.pid > 0 and os.path.isdir(f"/proc/{t.pid}/root/"):
             live = f"/proc/{t.pid}/root"
-        elif root and t.mounts and os.path.ismount(root):
-            live = root
+        elif t.status in ("created", "running", "paused") and root and t.mounts and os.path.ismount(root):
+            live = root  # (a stopped task's rootfs is about to be unmounted by its clean-up: not that one)
     if live:
         yield live
         return
