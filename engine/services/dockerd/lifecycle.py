@@ -244,6 +244,7 @@ class Lifecycle:
                 await asyncio.wait_for(asyncio.shield(waiter), 30)
         finally:
             waiter.cancel()
+        await self._delete_exited_task(cid, actor=actor)  # settled before `docker stop` returns, as dockerd
         await self._append([rec.DockerContainerStopped(id=cid)], actor=actor)
 
     async def _wait_exit(self, cid: str) -> None:
@@ -259,6 +260,13 @@ class Lifecycle:
                 await sub.__anext__()
         finally:
             await sub.aclose()
+
+    async def _delete_exited_task(self, cid: str, *, actor: str) -> None:
+        t = await self._task(cid)
+        if t is not None and t.status == "stopped":
+            assert self.services.tasks is not None
+            with contextlib.suppress(NotFound, FailedPrecondition):
+                await self.services.tasks.delete(NAMESPACE, cid, actor=actor)
 
     async def restart(self, ref: str, *, timeout: int | None = None, sig: str = "", actor: str) -> None:
         c = await self.resolve(ref)  # type: ignore[attr-defined]
@@ -291,14 +299,17 @@ class Lifecycle:
 
     # ---- wait -----------------------------------------------------------------------------------------
     async def wait(self, cid: str, condition: str = "not-running") -> tuple[int, str | None]:
-        """(exit code, error) per Docker's wait conditions; `cid` is a full id."""
+        """(exit code, error) per Docker's wait conditions; `cid` is a full id.
+
+        As with dockerd, whose state turns to exited only once containerd's task is deleted, an exit is
+        reported after the exit monitor has deleted the task: a client that goes on to export, copy
+        from or remove the container finds it settled."""
         if condition in ("", None):
             condition = "not-running"
         if condition not in ("not-running", "next-exit", "removed"):
             raise InvalidArgument(f"invalid condition: \"{condition}\"")
         j = self.services.journal
-        types = (*_EXIT_TYPES, "docker_container.removed", "docker_container.create_failed",
-                 "docker_container.start_failed")
+        types = (*_EXIT_TYPES, "docker_container.removed", "docker_container.create_failed")
         sub = j.subscribe(internal=True, match=lambda env: env.namespace == NAMESPACE and env.subject == cid
                           and env.type in types)
         try:
@@ -307,16 +318,33 @@ class Lifecycle:
                 raise NotFound(f"No such container: {cid}")
             last = c.state.exit_code  # type: ignore[attr-defined]
             if condition == "not-running" and not c.state.running:  # type: ignore[attr-defined]
+                await self._settled(cid)
                 return last, None
             async for env in sub:
                 ev = env.event
                 if env.type in _EXIT_TYPES:
                     last = ev.exit_status  # type: ignore[attr-defined]
                     if condition != "removed":
+                        await self._settled(cid)
                         return last, None
                 elif env.type in ("docker_container.removed", "docker_container.create_failed"):
                     return last, None
             raise EngineError("the journal closed while waiting")
+        finally:
+            await sub.aclose()
+
+    async def _settled(self, cid: str, timeout: float = 10) -> None:
+        """Until the container's exited task is deleted (or it runs again, or `timeout`)."""
+        j = self.services.journal
+        sub = j.subscribe(internal=True, match=lambda env: env.namespace == NAMESPACE and env.subject == cid
+                          and env.type in ("task.deleted", "task.started", "docker_container.removed"))
+        try:
+            t = await self._task(cid)
+            if t is None or t.status in ("created", "running", "paused"):
+                return
+            with contextlib.suppress(TimeoutError, StopAsyncIteration):
+                async with asyncio.timeout(timeout):
+                    await sub.__anext__()
         finally:
             await sub.aclose()
 
@@ -439,16 +467,12 @@ class Lifecycle:
         t.add_done_callback(self._background.discard)
 
     async def _on_exit(self, cid: str, exited_ns: int, *, at_daemon_start: bool = False) -> None:
-        s = self.services
         try:
             async with self.lock(cid):
                 c = await self.services.journal.run_read(lambda conn: rec.read(conn, cid))
                 if c is None or c.state.status in (rec.REMOVING, rec.DEAD):  # type: ignore[attr-defined]
                     return
-                t = await self._task(cid)
-                if t is not None and t.status == "stopped":
-                    assert s.tasks is not None
-                    await s.tasks.delete(NAMESPACE, cid, actor="daemon")
+                await self._delete_exited_task(cid, actor="daemon")
                 if c.state.status in (rec.RUNNING, rec.PAUSED):  # type: ignore[attr-defined]
                     return  # started again meanwhile
                 await self._unmount_volumes(c, actor="daemon")  # type: ignore[arg-type]
