@@ -46,6 +46,8 @@ def register(r: Router, services: Services) -> None:
 
         return handler
 
+    if services.config is not None:
+        rootfs.clean_stale(services.config.exec_root)
     r.add("POST", "/containers/{id}/attach", bind(attach.post_attach))
     r.add("GET", "/containers/{id}/attach/ws", bind(attach.get_attach_ws))
     r.add("GET", "/containers/{id}/logs", bind(get_logs))

@@ -251,6 +251,9 @@ class DockerExecService:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.execs: dict[str, DockerExec] = {}
+        # no exec outlives its daemon: FIFOs a killed daemon left are garbage
+        if services.config is not None:
+            shutil.rmtree(os.path.join(services.config.exec_root, "docker-exec"), ignore_errors=True)
 
     # ---- helpers ------------------------------------------------------------------------------------
     async def require_running(self, cid: str) -> Any:

@@ -163,6 +163,17 @@ async def mounted(services: Services, container_id: str, namespace: str = "moby"
             os.rmdir(target)
 
 
+def clean_stale(exec_root: str) -> None:
+    """At daemon start: unmount and remove the temporary roots a killed daemon left mounted."""
+    base = os.path.join(exec_root, "docker-rootfs")
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(base):
+            target = os.path.join(base, name)
+            unmount_all(target)
+            with contextlib.suppress(OSError):
+                os.rmdir(target)
+
+
 async def layers(services: Services, container_id: str, namespace: str = "moby") -> tuple[str, list[str]]:
     """(upper dir, lower dirs nearest first) of the container's overlay snapshot; ("", [dir]) for a
     snapshot that is a plain directory (the native snapshotter, where changes cannot be told apart)."""
