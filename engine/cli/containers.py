@@ -56,9 +56,33 @@ def _wait_status(conn: Any) -> int:
     return int(doc.get("StatusCode", 125))
 
 
+_PROXIED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCONT", "SIGTSTP")
+
+
+def _proxy_signals(cid: str) -> dict[int, Any]:
+    """--sig-proxy: signals this process receives are sent to the container (``POST …/kill?signal=``), as
+    docker's ForwardAllSignals does when there is no TTY (with one, Ctrl-C is just a byte). Returns the
+    previous handlers."""
+    import signal
+
+    def forward(signum: int, _frame: Any) -> None:
+        try:
+            client().request("POST", f"/containers/{cid}/kill", {"signal": signal.Signals(signum).name}).read()
+        except ClientError as err:
+            typer.echo(f"error sending signal: {err}", err=True)
+
+    old = {}
+    for name in _PROXIED:
+        num = getattr(signal, name)
+        old[num] = signal.signal(num, forward)
+    return old
+
+
 def _session(cid: str, *, tty: bool, stdin: bool, detach_keys: str | None, wait_condition: str | None,
-             start: bool, quiet_start_error_prefix: str = "") -> int:
+             start: bool, quiet_start_error_prefix: str = "", sig_proxy: bool = True) -> int:
     """Attach to `cid` (and start it when `start`), pump the stream, return the exit code."""
+    import signal
+
     from engine.cli import term
 
     c = client(timeout=None)
@@ -76,14 +100,19 @@ def _session(cid: str, *, tty: bool, stdin: bool, detach_keys: str | None, wait_
     size = _console_size(tty)
     resize_path = f"/containers/{cid}/resize"
     _resize(resize_path, size)
-    detached = term.pump(sock, initial, tty=tty, stdin=stdin, detach_keys=detach_keys,
-                         on_resize=lambda h, w: _resize(resize_path, (h, w)))
-    if detached or waiter is None:
-        return 0
+    old = _proxy_signals(cid) if sig_proxy and not tty else {}
     try:
-        return _wait_status(waiter)
-    except ClientError as err:
-        die(err, 125)
+        detached = term.pump(sock, initial, tty=tty, stdin=stdin, detach_keys=detach_keys,
+                             on_resize=lambda h, w: _resize(resize_path, (h, w)))
+        if detached or waiter is None:
+            return 0
+        try:
+            return _wait_status(waiter)
+        except ClientError as err:
+            die(err, 125)
+    finally:
+        for num, handler in old.items():
+            signal.signal(num, handler)
 
 
 def create_container(o: Any, *, pull: str = "missing", prefix: str = "engine: ") -> str:
@@ -166,6 +195,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one place lists the verb
         detach_keys: str | None = typer.Option(None, "--detach-keys"),
         platform: str = typer.Option("", "--platform"),
         pull: str = typer.Option("missing", "--pull", help="always|missing|never"),
+        sig_proxy: bool = typer.Option(True, "--sig-proxy/--no-sig-proxy", help="proxy received signals"),
     ) -> None:
         """Create and run a new container from an image."""
         _check_detach_keys(detach_keys)
@@ -188,7 +218,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one place lists the verb
             return
         code = _session(cid, tty=tty, stdin=interactive, detach_keys=detach_keys,
                         wait_condition="removed" if rm else "next-exit", start=True,
-                        quiet_start_error_prefix="engine: ")
+                        quiet_start_error_prefix="engine: ", sig_proxy=sig_proxy)
         raise typer.Exit(code)
 
     def create(
@@ -402,7 +432,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one place lists the verb
         if tty and stdin and not os.isatty(sys.stdin.fileno()):
             fail("the input device is not a TTY")
         raise typer.Exit(_session(info["Id"], tty=tty, stdin=stdin, detach_keys=detach_keys, wait_condition="",
-                                  start=False))
+                                  start=False, sig_proxy=sig_proxy))
 
     cmd = app.command
     cmd("run", context_settings=ALL_ARGS)(run)

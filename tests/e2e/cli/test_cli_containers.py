@@ -168,3 +168,19 @@ def test_image_id_column(d: EngineDaemon) -> None:
     assert row["Image"] == "busybox"
     assert out(d, "inspect", "-f", "{{.Image}}", "idcol").strip() == image_id()
     engine(d, "rm", "idcol")
+
+
+def test_run_proxies_signals_to_the_container(d: EngineDaemon) -> None:
+    import signal
+
+    proc = subprocess.Popen([ENGINE, "run", "--rm", "busybox", "sh", "-c",
+                             'trap "echo got-term; exit 7" TERM; echo ready; while true; do sleep 0.1; done'],
+                            env=d.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGTERM)  # --sig-proxy (the default) sends it on to the container
+        rest, err = proc.communicate(timeout=20)
+        assert (proc.returncode, rest) == (7, b"got-term\n"), err
+    finally:
+        proc.kill()
+        proc.wait()
