@@ -328,3 +328,30 @@ def test_api_bad_input(d: EngineDaemon) -> None:
     assert d.request("POST", f"/containers/{cid}/start")[0] == 204
     dk(d, "wait", cid)
     assert d.request("DELETE", f"/containers/{cid}")[0] == 204
+
+
+def test_daemon_restart_recovers_containers(engine_daemon: EngineDaemon) -> None:
+    """Containers outlive the daemon; an exit while it was down is recorded with its code, `always` restarts
+    a container that died meanwhile, and a stopped-by-hand `unless-stopped` one stays stopped."""
+    d = engine_daemon
+    import_busybox(d)
+    dk(d, "run", "-d", "--name", "keeps", "busybox", "sleep", "100")
+    dk(d, "run", "-d", "--name", "dies", "busybox", "sleep", "100")
+    dk(d, "run", "-d", "--name", "always", "--restart", "always", "busybox", "sleep", "100")
+    dk(d, "run", "-d", "--name", "unless", "--restart", "unless-stopped", "busybox", "sleep", "100")
+    dk(d, "stop", "-t", "0", "unless")
+    keeps_pid = int(fmt(d, "{{.State.Pid}}", "keeps"))
+    victims = [int(fmt(d, "{{.State.Pid}}", n)) for n in ("dies", "always")]
+    d.stop()
+    for pid in victims:
+        os.kill(pid, 9)
+    d.start()
+    wait_for(lambda: fmt(d, "{{.State.Status}} {{.State.ExitCode}}", "dies") == "exited 137", timeout=15,
+             what="the exit while the daemon was down recorded")
+    assert fmt(d, "{{.State.Status}} {{.State.Pid}}", "keeps") == f"running {keeps_pid}"
+    wait_for(lambda: fmt(d, "{{.State.Status}}", "always") == "running" and
+             int(fmt(d, "{{.State.Pid}}", "always")) not in victims, timeout=15, what="always restarted")
+    assert fmt(d, "{{.State.Status}}", "unless") == "exited"
+    dk(d, "stop", "-t", "0", "keeps")
+    dk(d, "rm", "-f", "keeps", "dies", "always", "unless")
+    assert dk(d, "ps", "-a", "-q") == ""
