@@ -144,6 +144,11 @@ class Daemon:
         services.gc.snapshots = services.snapshots  # unreferenced committed snapshots are collected too
         services.containers = ContainerService(journal)
         services.tasks = TaskService(journal, services.containers, cfg)
+        from engine.services.networks import recovery as net_recovery
+        from engine.services.networks import service as net_service
+
+        services.networks = net_service.NetworkService.from_config(journal, cfg)  # bridges, ports, embedded DNS
+        await net_recovery.recover_or_log(services.networks)  # before containers restart and attach
         services.docker = DockerContainerService(services)  # the dockerd role's containers (namespace moby)
         from engine.services.pull import PullService
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from engine.services.images import ImageService
     from engine.services.leases import LeaseService
     from engine.services.namespaces import NamespaceService
+    from engine.services.networks.service import NetworkService
     from engine.services.pull import PullService
     from engine.services.snapshots import SnapshotService
     from engine.services.tasks import TaskService
@@ -29,8 +30,7 @@ if TYPE_CHECKING:
 
 def all_projections() -> Projections:
     """Every projection the journal maintains, in a fixed order."""
-    from engine.services import containers, gc, images, namespaces, snapshots, task_events, volumes
-    from engine.services import networks
+    from engine.services import containers, gc, images, namespaces, networks, snapshots, task_events, volumes
 
     projections: list[Projection] = [namespaces.PROJECTION, snapshots.PROJECTION, *gc.PROJECTIONS,
                                      containers.PROJECTION, task_events.PROJECTION, images.PROJECTION,
@@ -56,5 +56,6 @@ class Services:
     pull: PullService | None = None  # registry pull and push (engine/services/pull.py, push.py)
     images: ImageService | None = None
     volumes: VolumeService | None = None
+    networks: NetworkService | None = None  # engine/services/networks
     docker: DockerContainerService | None = None
     extra: dict[str, object] = field(default_factory=dict)

@@ -19,6 +19,7 @@ from engine.api.docker import (
     images,
     images_registry,
     journal,
+    networks,
     stats,
     streams,
     system,
@@ -53,6 +54,7 @@ def build_router(services: Services) -> Router:
     streams.register(r, services)
     images_registry.register(r, services)
     images.register(r, services)
+    networks.register(r, services)
     return r
 
 

@@ -115,3 +115,16 @@ async def recover(svc: NetworkService) -> dict[str, int]:
 def _is_default_bridge(svc: NetworkService, name: str, nets: list[model.Network]) -> bool:
     """The default bridge stays when it exists even with no endpoint (dockerd keeps docker0 too)."""
     return name == svc.bridge_name
+
+
+async def recover_or_log(svc: NetworkService) -> None:
+    """Recovery for the daemon's start: a failure (no nft, no netlink) is logged, not fatal — the API
+    still answers and container starts on a bridge network report the error."""
+    import logging
+
+    try:
+        stats = await recover(svc)
+        if any(stats.values()):
+            logging.getLogger("engine.networks").warning("network recovery: %s", stats)
+    except Exception:
+        logging.getLogger("engine.networks").exception("network recovery failed")
