@@ -62,10 +62,21 @@ CONTAINER_ACTIONS: dict[str, str] = {
     "task.exec_exited": "exec_die",
     "docker_exec.detached": "exec_detach",
 }
-# Image events (Type "image"): journal type -> (Docker action, payload field naming the image for Actor.ID,
-# payload field holding the name for the "name" attribute or ""). Rows are added as the image helpers'
-# event types land (pull, push, tag, untag, delete, import, load, save).
-IMAGE_ACTIONS: dict[str, tuple[str, str, str]] = {}
+# Image events (Type "image"): journal type -> (Docker action, payload field for Actor.ID, payload field for
+# the "name" attribute or ""). A reference is shown in Docker's familiar form (busybox:latest); a list field
+# gives its first element. pull/push name the reference (Actor.ID "busybox:latest", name "busybox"), the
+# others the image ID, as dockerd does.
+IMAGE_ACTIONS: dict[str, tuple[str, str, str]] = {
+    "image.pulled": ("pull", "name", "name"),
+    "image.pushed": ("push", "name", "name"),
+    "image.tagged": ("tag", "id", "name"),
+    "image.untagged": ("untag", "id", "name"),
+    "image.removed": ("delete", "id", "names"),
+    "image.imported": ("import", "id", "name"),
+    "image.loaded": ("load", "id", "names"),
+    "image.saved": ("save", "id", "names"),
+    "image.pruned": ("prune", "", ""),
+}
 MAPPED = frozenset(CONTAINER_ACTIONS) | frozenset(IMAGE_ACTIONS) | {DaemonReloaded.TYPE}
 _CONTEXT_TYPES = ("docker_container.created", "docker_container.renamed", "task.started")
 
@@ -87,9 +98,33 @@ def docker_message(env: Envelope) -> dict[str, Any] | None:
     if row is not None:
         action, id_field, name_field = row
         data = msgspec.to_builtins(ev)
-        attrs = {"name": str(data.get(name_field, ""))} if name_field else {}
-        return _message("image", action, str(data.get(id_field, env.subject)), attrs, env)
+        if action == "prune":
+            return _message("image", "prune", "", {"reclaimed": str(data.get("reclaimed", 0))}, env)
+        actor_id = _familiar(_first(data.get(id_field, env.subject)))
+        attrs = {}
+        if name_field and _first(data.get(name_field)):
+            name = _familiar(_first(data.get(name_field)))
+            attrs["name"] = name.rsplit(":", 1)[0] if action in ("pull", "push") and "@" not in name else name
+        return _message("image", action, actor_id, attrs, env)
     return None
+
+
+def _first(v: Any) -> str:
+    if isinstance(v, list):
+        return str(v[0]) if v else ""
+    return "" if v is None else str(v)
+
+
+def _familiar(ref: str) -> str:
+    """Docker's short form of a full reference (docker.io/library/busybox:latest → busybox:latest)."""
+    if not ref or ref.startswith("sha256:") or ref.startswith("moby-dangling@"):
+        return ref
+    try:
+        from engine.images.reference import parse as parse_ref
+
+        return parse_ref(ref).familiar()
+    except Exception:  # not a reference: shown as it is
+        return ref
 
 
 def _context(conn: Any, cid: str, seq: int, exec_id: str) -> tuple[dict[str, Any] | None, str, int, list[str]]:

@@ -243,6 +243,13 @@ def test_events_and_info(d: EngineDaemon) -> None:
     assert die["Actor"]["Attributes"]["exitCode"] == "4"
     assert die["Actor"]["Attributes"]["name"] == "ev" and die["Actor"]["Attributes"]["image"] == "busybox"
     assert die["Actor"]["Attributes"]["evl"] == "1" and die["from"] == "busybox"
+    since = str(time.time() - 1)
+    dk(d, "tag", "busybox", "evtag:1")
+    dk(d, "rmi", "evtag:1")
+    out = dk(d, "events", "--since", since, "--until", str(time.time() + 0.3), "--filter", "type=image",
+             "--filter", "image=evtag:1", "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}")
+    image_id = fmt(d, "{{.Id}}", "busybox")
+    assert out.splitlines() == [f"tag {image_id} evtag:1", f"untag {image_id} evtag:1"]
     dk(d, "run", "-d", "--name", "inf", "busybox", "sleep", "100")
     info = json.loads(dk(d, "info", "--format", "{{json .}}"))
     assert info["ContainersRunning"] >= 1 and info["Containers"] >= info["ContainersRunning"]
