@@ -454,7 +454,7 @@ class PullService:
         pending = 0
         offset = start
         first = True
-        last_report = 0.0
+        last_report, reported = 0.0, -1
         try:
             async for chunk in resp.chunks():
                 buf.append(chunk)
@@ -468,7 +468,7 @@ class PullService:
                     fault("layer:partial")
                     now = time.monotonic()
                     if emit and now - last_report > 0.1:
-                        last_report = now
+                        last_report, reported = now, offset
                         emit(message("Downloading", sid, offset, size))
         except Unavailable:
             if buf:  # keep what arrived before the break: the retry asks for the rest
@@ -480,7 +480,7 @@ class PullService:
             data = b"".join(buf)
             await w.write(data, 0 if first and start == 0 else None)
             offset += len(data)
-        if emit:
+        if emit and reported != offset:
             emit(message("Downloading", sid, offset, size))
 
 

@@ -44,11 +44,14 @@ class TestRegistry:
 
     __test__ = False
 
-    def __init__(self, users: dict[str, str] | None = None) -> None:
+    def __init__(self, users: dict[str, str] | None = None, *, auth: dict[str, Any] | None = None,
+                 creds: tuple[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="reg-", dir="/tmp"))
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.users = users or {}
+        self.auth = auth  # a registry `auth` section of its own (token auth: tests/support/token_auth.py)
+        self.creds = creds or (next(iter(self.users.items())) if self.users else None)  # for skopeo
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.dir / "registry.log"
 
@@ -65,6 +68,8 @@ class TestRegistry:
                 subprocess.run(["htpasswd", "-B", "-b", *(["-c"] if i == 0 else []), str(htp), user, password],
                                check=True, capture_output=True)
             cfg["auth"] = {"htpasswd": {"realm": "test-realm", "path": str(htp)}}
+        if self.auth is not None:
+            cfg["auth"] = self.auth
         (self.dir / "config.yml").write_text(json.dumps(cfg))  # JSON is YAML
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(["docker-registry", "serve", str(self.dir / "config.yml")], stdout=log,
@@ -103,9 +108,9 @@ class TestRegistry:
         return sum(1 for line in self.log().splitlines() if needle in line and f"/blobs/{digest} " in line)
 
     def creds_args(self, flag: str) -> list[str]:
-        if not self.users:
+        if not self.creds:
             return []
-        user, password = next(iter(self.users.items()))
+        user, password = self.creds
         return [flag, f"{user}:{password}"]
 
     def skopeo_copy(self, src: str, repo_tag: str, *, all_images: bool = False) -> None:

@@ -188,7 +188,7 @@ class Authorizer:
         realm = ch.params.get("realm", "")
         if not realm.startswith(("http://", "https://")):
             raise Unauthorized(f"bearer challenge without a usable realm: {realm!r}")
-        scopes = [s for s in (ch.params.get("scope", ""), scope) if s]
+        scopes = [s for s in (*ch.params.get("scope", "").split(" "), scope) if s]  # a challenge may list several
         query: list[tuple[str, str]] = [("service", ch.params.get("service", ""))]
         query += [("scope", s) for s in dict.fromkeys(scopes)]
         headers = {}
