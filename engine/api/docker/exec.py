@@ -3,8 +3,9 @@
 
 Everything that can be refused (unknown exec, stopped container, started twice) is checked before the
 hijack, so it is a plain HTTP error the CLI prints; an error after the hijack (the process cannot be
-spawned) is written into the stream, as a stderr/system-error frame without a TTY, as text with one. The
-stream closes only once the exit code is known, because the CLI reads ``ExitCode`` right after.
+spawned) is written into the stream on stdout, as dockerd does, with ExitCode 127 (command not found) or
+126 (any other failure to run it). The stream closes only once the exit code is known, because the CLI
+reads ``ExitCode`` right after.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ async def post_exec_start(services: Services, req: Request) -> Response | Hijack
         try:
             await svc.start(e.id, detach=False, console_size=size, actor=req.actor)
         except EngineError as err:
+            # as dockerd: the error on the stdout stream; the CLI then reads ExitCode (126/127) from inspect
             msg = f"{err}\r\n".encode()
-            conn.write(logread.frame(3, msg) if mux else msg)
+            conn.write(logread.frame(1, msg) if mux else msg)
             return
         io = e.io
         assert io is not None

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 from engine.events.types import Event
-from engine.runtime import caps
 from engine.services.dockerd import rootfs
 
 if TYPE_CHECKING:
@@ -328,6 +327,16 @@ class DockerExecService:
                              stdout=io.paths.get("stdout", "") if io else "",
                              stderr=io.paths.get("stderr", "") if io else "", terminal=e.tty, actor=actor)
             e.pid = await tasks.start(NAMESPACE, e.container_id, e.id, actor=actor)
+        except EngineError as err:
+            # it has run, and failed to: dockerd's codes for a command not found (127) or not runnable (126)
+            msg = str(err).lower()
+            cmd0 = (cfg["Cmd"] or [""])[0].lower()
+            e.exit_code = 127 if cmd0 in msg and ("no such file" in msg or "not found" in msg) else 126
+            e.done.set()
+            if e.io is not None:
+                e.io.close()
+                e.io = None
+            raise
         except BaseException:
             e.started = False
             if e.io is not None:
@@ -387,7 +396,9 @@ class DockerExecService:
                 None, rootfs.lookup_user, root, cfg["User"])
             proc["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
         if cfg["Privileged"]:
-            allcaps = list(caps.NAMES)
+            from engine.services.dockerd.spec import host_capabilities
+
+            allcaps = host_capabilities()  # all the daemon may hand out (its own bounding set)
             proc["capabilities"] = {k: allcaps for k in ("bounding", "effective", "permitted")}
             proc.pop("apparmorProfile", None)
             proc.pop("selinuxLabel", None)

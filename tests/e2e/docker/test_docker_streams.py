@@ -178,6 +178,16 @@ def test_exec(d: EngineDaemon, sleeper: str) -> None:
     assert (r.returncode, r.stdout, r.stderr) == (7, "o\n", "e\n")
     assert d.docker("exec", "-w", "/tmp", "-e", "X=y", sleeper, "sh", "-c", "pwd; echo $X").stdout == "/tmp\ny\n"
     assert d.docker("exec", "-u", "65534", sleeper, "id", "-u").stdout == "65534\n"
+    r = d.docker("exec", sleeper, "/no-such-binary", check=False)
+    assert r.returncode == 127 and "no-such-binary" in r.stdout
+    r = d.docker("exec", "-u", "ghost", sleeper, "id", check=False)
+    assert r.returncode == 126 and "unable to find user ghost" in r.stdout
+    capeff = d.docker("exec", "--privileged", sleeper, "grep", "CapEff", "/proc/self/status").stdout.split()[1]
+    capbnd = next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("CapBnd:"))
+    assert int(capeff, 16) == int(capbnd, 16)  # every capability the daemon holds
+    r = subprocess.run(["docker", "exec", "-i", sleeper, "sh", "-c", "cat; echo end"], input="piped\n",
+                       capture_output=True, text=True, env=d.env, timeout=30)
+    assert (r.returncode, r.stdout) == (0, "piped\nend\n")  # stdin forwarded, then its EOF
     d.docker("exec", "-d", sleeper, "touch", "/tmp/detached")
     deadline = time.monotonic() + 5
     while d.docker("exec", sleeper, "test", "-e", "/tmp/detached", check=False).returncode != 0:
