@@ -198,9 +198,19 @@ class Lifecycle:
         async with self.lock(c.id):
             c = await self.get(c.id)  # type: ignore[attr-defined]
             if not c.state.running:
-                raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
+                raise Conflict(f"container {c.id} is not running")
             await self._append([rec.DockerContainerKillRequested(id=c.id, signal=signum)], actor=actor)
-            await self._signal(c, signum, actor=actor)
+            if signum != _signal.SIGKILL:
+                await self._signal(c, signum, actor=actor)
+                return
+            waiter = asyncio.ensure_future(self._wait_exit(c.id))  # dockerd's SIGKILL kill waits for the exit
+            try:
+                await self._signal(c, signum, actor=actor)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter, 30)
+            finally:
+                waiter.cancel()
+            await self._delete_exited_task(c.id, actor=actor)
 
     async def _signal(self, c: DockerContainer, signum: int, *, actor: str) -> None:
         assert self.services.tasks is not None
@@ -282,9 +292,11 @@ class Lifecycle:
         async with self.lock(c.id):
             c = await self.get(c.id)  # type: ignore[attr-defined]
             if c.state.status == rec.PAUSED:
-                raise Conflict(f"Container {c.id} is already paused")
+                raise Conflict(f"container {c.id} is already paused")
+            if c.state.status == rec.RESTARTING:
+                raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
             if c.state.status != rec.RUNNING:
-                raise Conflict(f"Container {c.id} is not running")
+                raise Conflict(f"container {c.id} is not running")
             assert self.services.tasks is not None
             await self.services.tasks.pause(NAMESPACE, c.id, actor=actor)
 
@@ -355,9 +367,10 @@ class Lifecycle:
             raise InvalidArgument("legacy container links are not supported by engine")
         c = await self.resolve(ref)  # type: ignore[attr-defined]
         async with self.lock(c.id):
-            await self._remove_locked(c.id, force=force, volumes=volumes, actor=actor)
+            await self._remove_locked(c.id, force=force, volumes=volumes, actor=actor, shown=ref)
 
-    async def _remove_locked(self, cid: str, *, force: bool, volumes: bool, actor: str, cause: str = "api") -> None:
+    async def _remove_locked(self, cid: str, *, force: bool, volumes: bool, actor: str, cause: str = "api",
+                             shown: str = "") -> None:
         s = self.services
         assert s.tasks is not None and s.containers is not None and s.snapshots is not None
         c: DockerContainer = await self.get(cid)  # type: ignore[attr-defined]
@@ -365,9 +378,9 @@ class Lifecycle:
             raise Conflict(f"removal of container {cid} is already in progress")
         if c.state.running and c.state.status != rec.RESTARTING:
             if not force:
-                state = "paused" if c.state.paused else "running"
-                raise Conflict(f'cannot remove container "{c.name}": container is {state}: stop the container '
-                               "before removing or force remove")
+                why = "container is paused and must be unpaused first" if c.state.paused else \
+                    "container is running: stop the container before removing or force remove"
+                raise Conflict(f'cannot remove container "{shown or c.short_name}": {why}')
             await self._append([rec.DockerContainerKillRequested(id=cid, signal=9)], actor=actor, cause=cause)
             waiter = asyncio.ensure_future(self._wait_exit(cid))
             try:
