@@ -174,17 +174,64 @@ async def write_out(conn: Conn, chunks: AsyncIterator[tuple[int, bytes]], enc: C
             await conn.drain()
 
 
+class _Hub:
+    """One reader of a shim's init output, fanned out to every attached client (the stop-gap's own
+    fan-out: the shim client keeps one queue per process, which two readers would split between them).
+    When the last client goes, the client's queue is dropped so output nobody reads is not kept."""
+
+    hubs: dict[tuple[int, str], _Hub] = {}
+
+    def __init__(self, key: tuple[int, str], client: Any) -> None:
+        self.key, self.client = key, client
+        self.subs: set[asyncio.Queue[tuple[int, bytes] | None]] = set()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            async for item in self.client.attach(""):
+                for q in list(self.subs):
+                    q.put_nowait(item)
+        except EngineError as err:
+            log.info("attach %s: %s", self.key[1][:12], err)
+        finally:
+            self._forget()
+            for q in list(self.subs):
+                q.put_nowait(None)
+
+    def _forget(self) -> None:
+        if _Hub.hubs.get(self.key) is self:
+            del _Hub.hubs[self.key]
+        outputs = getattr(self.client, "_outputs", None)
+        if isinstance(outputs, dict):
+            outputs.pop("", None)
+
+    def leave(self, q: asyncio.Queue[tuple[int, bytes] | None]) -> None:
+        self.subs.discard(q)
+        if not self.subs and not self.task.done():
+            self.task.cancel()
+            self._forget()
+
+
 def task_output(tasks: Any, cid: str) -> AsyncIterator[tuple[int, bytes]]:
     """The init's output from the shim: ``tasks.attach`` (helper H5's passthrough) when it exists, else the
-    shim client directly (a stop-gap until it lands)."""
+    shim client directly through a fan-out (a stop-gap until it lands)."""
     if hasattr(tasks, "attach"):
         return tasks.attach(NAMESPACE, cid)  # type: ignore[no-any-return]
 
     async def via_client() -> AsyncIterator[tuple[int, bytes]]:
         t = await tasks.get(NAMESPACE, cid)
         client = await tasks._client((NAMESPACE, cid), t)
-        async for item in client.attach(""):
-            yield item
+        key = (id(client), cid)
+        hub = _Hub.hubs.get(key)
+        if hub is None or hub.task.done():
+            hub = _Hub.hubs[key] = _Hub(key, client)
+        q: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        hub.subs.add(q)
+        try:
+            while (item := await q.get()) is not None:
+                yield item
+        finally:
+            hub.leave(q)
 
     return via_client()
 

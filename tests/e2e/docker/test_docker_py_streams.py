@@ -16,6 +16,16 @@ from tests.harness import EngineDaemon
 from tests.support.images import import_busybox
 
 
+def demux(buf: bytes) -> list[tuple[int, bytes]]:
+    """stdcopy frames → [(stream, all its bytes)] in order of first appearance."""
+    out: dict[int, bytes] = {}
+    while buf:
+        stream, size = buf[0], int.from_bytes(buf[4:8], "big")
+        out[stream] = out.get(stream, b"") + buf[8:8 + size]
+        buf = buf[8 + size:]
+    return list(out.items())
+
+
 @pytest.fixture(scope="module")
 def d():  # type: ignore[no-untyped-def]
     daemon = EngineDaemon()
@@ -116,6 +126,26 @@ def test_server_side_detach_keys(client: docker.DockerClient, d: EngineDaemon) -
         assert "docker_stream.detached" in types
         status, body = d.request("POST", f"/containers/{c.id}/attach?stream=1&stdin=1&detachKeys=ctrl-1")
         assert status == 400 and "Invalid detach keys" in body["message"]
+    finally:
+        c.remove(force=True)
+
+
+def test_two_attached_clients_both_get_everything(client: docker.DockerClient) -> None:
+    c = client.containers.create("busybox", ["sh", "-c", "sleep 0.5; for i in 1 2 3 4 5 6; do echo t$i; sleep 0.05; done"])
+    try:
+        socks = [client.api.attach_socket(c.id, params={"stdout": 1, "stderr": 1, "stream": 1}) for _ in range(2)]
+        c.start()
+        outs = []
+        for sock in socks:
+            raw: socket.socket = sock._sock
+            raw.settimeout(10)
+            buf = b""
+            while chunk := raw.recv(4096):
+                buf += chunk
+            sock.close()
+            outs.append(buf)
+        want = [(1, b"".join(f"t{i}\n".encode() for i in range(1, 7)))]
+        assert demux(outs[0]) == want and demux(outs[1]) == want
     finally:
         c.remove(force=True)
 
