@@ -6,8 +6,8 @@ digest>``, as dockerd's containerd store does; the Docker image ID is the config
 chosen for the host platform (``engine/services/image_unpack.py``).
 
 * ``load`` takes a ``docker save`` tar or an OCI layout tar (engine/images/archive reads both): the tar is
-  spooled and extracted into ``<root>/tmp``, every blob is ingested through the content service with its
-  expected digest under a lease (``containerd.io/gc.expire`` a day ahead, deleted at the end), with the
+  extracted as it arrives (a worker thread reads the request body) into ``<root>/tmp``, every blob is
+  ingested through the content service with its expected digest under a lease (``containerd.io/gc.expire`` a day ahead, deleted at the end), with the
   containerd gc labels on manifests and indexes; each image is resolved and unpacked **before** any
   record exists, so a bad archive (missing blob, digest mismatch, a layer that does not hash to its diff
   ID) leaves no record, and its blobs only under the lease, which goes at the end (gc then removes them).
@@ -32,13 +32,15 @@ and cached (content-addressed, so the answer never changes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
+import io
 import logging
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
@@ -195,6 +197,34 @@ def dangling_events(tx: sqlite3.Cursor, ns: str, target: Descriptor) -> list[Eve
         return []
     name = DANGLING + target.digest
     return [*namespace_events(tx, ns), ImageCreated(name=name, image=Image(name=name, target=target))]
+
+
+class _FromAsync(io.RawIOBase):
+    """A blocking file over an async reader (the request body), for the worker thread that extracts: each
+    read waits on the event loop, so the archive is never spooled to disk first."""
+
+    def __init__(self, stream: AsyncReader, loop: asyncio.AbstractEventLoop) -> None:
+        self.stream, self.loop = stream, loop
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = asyncio.run_coroutine_threadsafe(self.stream.read(len(b)), self.loop).result()
+        b[:len(data)] = data
+        return len(data)
+
+
+@contextlib.contextmanager
+def _sync_reader(stream: AsyncReader | BinaryIO | Path, loop: asyncio.AbstractEventLoop) -> Iterator[BinaryIO]:
+    if isinstance(stream, Path):
+        with open(stream, "rb") as f:
+            yield f
+    elif asyncio.iscoroutinefunction(getattr(stream, "read", None)):
+        with io.BufferedReader(_FromAsync(stream, loop), 1 << 20) as f:  # type: ignore[arg-type]
+            yield f  # type: ignore[misc]
+    else:
+        yield stream  # type: ignore[misc]
 
 
 def service(services: Services) -> ImageArchiveService:
@@ -405,20 +435,6 @@ class ImageArchiveService:
         d.mkdir(parents=True)
         return d
 
-    async def _spool(self, stream: AsyncReader | BinaryIO | Path, dest: Path) -> Path:
-        """The request body (or file) as a file on disk."""
-        if isinstance(stream, Path):
-            return stream
-        with open(dest, "wb") as f:
-            while True:
-                chunk = stream.read(1 << 20)
-                if asyncio.iscoroutine(chunk):
-                    chunk = await chunk
-                if not chunk:
-                    break
-                await asyncio.to_thread(f.write, chunk) if len(chunk) > 65536 else f.write(chunk)
-        return dest
-
     async def _lease(self, ns: str, actor: str) -> str:
         assert self.services.leases is not None
         lease = f"load-{uuid.uuid4().hex[:16]}"
@@ -519,12 +535,12 @@ class ImageArchiveService:
         untagged images), in archive order."""
         work = self._workdir("load")
         try:
-            spooled = await self._spool(stream, work / "archive.tar")
             root = work / "root"
             root.mkdir()
+            loop = asyncio.get_running_loop()
 
             def read() -> layout.Archive:
-                with open(spooled, "rb") as f:
+                with _sync_reader(stream, loop) as f:
                     tarstream.extract(f, root)
                 return layout.read(root)
 
@@ -578,11 +594,11 @@ class ImageArchiveService:
                      changes=list(changes or []), message=message, platform=plat)  # refuse bad changes first
         work = self._workdir("import")
         try:
-            spooled = await self._spool(stream, work / "rootfs.in")
             layer_path = work / "layer"
+            loop = asyncio.get_running_loop()
 
             def make() -> tuple[rootfs.Layer, bytes, bytes]:
-                with open(spooled, "rb") as f:
+                with _sync_reader(stream, loop) as f:
                     layer = rootfs.write_layer(f, layer_path)
                 cfg, man = rootfs.build(layer, changes=list(changes or []), message=message, platform=plat)
                 return layer, cfg, man
