@@ -311,7 +311,9 @@ def test_run_detached_then_every_tasks_command(ns: NS) -> None:
         assert ns.ctr("run", "-d", IMG, "d1", "sleep", "1000").stdout == ""
         row = wait_for("d1 running", lambda: (r := task_row(ns, "d1")) and r[2] == "RUNNING" and r)
         pid = int(row[1])
-        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"1000"]
+        # running means started: the exec of the process itself may still be a moment away (as with runc)
+        wait_for("sleep exec'd", lambda: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep",
+                                                                                                   b"1000"])
         # containers and snapshots of a running container
         assert ns.lines("containers", "ls")[1:] == [["d1", IMG, "io.containerd.runc.v2"]]
         info = json.loads(ns.ctr("containers", "info", "d1").stdout)
