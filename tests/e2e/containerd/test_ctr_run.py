@@ -336,7 +336,7 @@ def test_run_detached_then_every_tasks_command(ns: NS) -> None:
         ns.ctr("tasks", "pause", "d1")
         assert task_row(ns, "d1")[2] == "PAUSED"  # type: ignore[index]
         freezer = Path(f"/sys/fs/cgroup/freezer/{ns.name}/d1/freezer.state")
-        assert freezer.read_text().strip() == "FROZEN"
+        wait_for("frozen", lambda: freezer.read_text().strip() == "FROZEN", timeout=5)
         ns.ctr("tasks", "resume", "d1")
         assert task_row(ns, "d1")[2] == "RUNNING" and freezer.read_text().strip() == "THAWED"  # type: ignore[index]
         metrics = ns.lines("tasks", "metrics", "d1")
