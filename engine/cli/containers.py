@@ -97,9 +97,7 @@ def _session(cid: str, *, tty: bool, stdin: bool, detach_keys: str | None, wait_
         except ClientError as err:
             sock.close()
             fail(f"{quiet_start_error_prefix}{err}", _start_error_code(err.message))
-    size = _console_size(tty)
     resize_path = f"/containers/{cid}/resize"
-    _resize(resize_path, size)
     old = _proxy_signals(cid) if sig_proxy and not tty else {}
     try:
         detached = term.pump(sock, initial, tty=tty, stdin=stdin, detach_keys=detach_keys,
@@ -163,7 +161,7 @@ def _check_detach_keys(keys: str | None) -> None:
             fail(f"engine: {err}", 125)
 
 
-def register(app: typer.Typer) -> None:  # noqa: C901 - one place lists the verbs
+def register(app: typer.Typer, container_app: typer.Typer) -> None:  # noqa: C901 - one place lists the verbs
     def run(
         image: str = typer.Argument(..., metavar="IMAGE"),
         command: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
@@ -400,7 +398,6 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one place lists the verb
                                         {"Detach": False, "Tty": tty, "ConsoleSize": list(size) if size else None})
         except ClientError as err:
             die(err)
-        _resize(f"/exec/{eid}/resize", size)
         detached = term.pump(sock, initial, tty=tty, stdin=interactive, detach_keys=detach_keys,
                              on_resize=lambda h, w: _resize(f"/exec/{eid}/resize", (h, w)))
         if detached:
@@ -434,12 +431,33 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one place lists the verb
         raise typer.Exit(_session(info["Id"], tty=tty, stdin=stdin, detach_keys=detach_keys, wait_condition="",
                                   start=False, sig_proxy=sig_proxy))
 
-    cmd = app.command
-    cmd("run", context_settings=ALL_ARGS)(run)
-    cmd("create", context_settings=ALL_ARGS)(create)
-    cmd("exec", context_settings=ALL_ARGS)(exec_)
-    for fn in (start, stop, restart, kill, rm, pause, unpause, wait, rename, attach):
-        cmd(fn.__name__)(fn)
+    def prune(force: bool = typer.Option(False, "-f", "--force", help="do not prompt for confirmation"),
+              filter_: list[str] = typer.Option([], "--filter", help="until=, label= (repeatable)")) -> None:
+        """Remove all stopped containers."""
+        from engine.cli.ctrinfo import filters_param
+        from engine.cli.format import human_size
+
+        if not force:
+            typer.echo("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ",
+                       nl=False)
+            if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+                return
+        try:
+            doc = client(timeout=None).json("POST", "/containers/prune", {"filters": filters_param(filter_)})
+        except ClientError as err:
+            die(err)
+        if doc.get("ContainersDeleted"):
+            typer.echo("Deleted Containers:\n" + "\n".join(doc["ContainersDeleted"]) + "\n")
+        typer.echo(f"Total reclaimed space: {human_size(doc.get('SpaceReclaimed') or 0)}")
+
+    for target in (app, container_app):
+        cmd = target.command
+        cmd("run", context_settings=ALL_ARGS)(run)
+        cmd("create", context_settings=ALL_ARGS)(create)
+        cmd("exec", context_settings=ALL_ARGS)(exec_)
+        for fn in (start, stop, restart, kill, rm, pause, unpause, wait, rename, attach):
+            cmd(fn.__name__)(fn)
+    container_app.command("prune")(prune)
 
 
 def _q(s: str) -> str:

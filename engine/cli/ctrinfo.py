@@ -189,7 +189,7 @@ def _timestamp(value: str | None) -> str | None:
     return f"{int(t)}.{int(round((t % 1) * 1e9)):09d}"
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, container_app: typer.Typer) -> None:
     def ps(
         all_: bool = typer.Option(False, "-a", "--all", help="show all containers (default: running)"),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="only display container IDs"),
@@ -355,8 +355,20 @@ def register(app: typer.Typer) -> None:
             typer.echo(line, err=True)
 
     app.command("ps")(ps)
-    app.command("cp")(cp)
     app.command("inspect")(inspect)
-    app.command("top", context_settings={"allow_interspersed_args": False})(top)
-    for fn in (logs, port, stats):
-        app.command(fn.__name__)(fn)
+    container_app.command("ls")(ps)
+    container_app.command("ps", hidden=True)(ps)
+    container_app.command("list", hidden=True)(ps)
+
+    def container_inspect(names: list[str] = typer.Argument(..., metavar="CONTAINER..."),
+                          fmt: str | None = typer.Option(None, "-f", "--format"),
+                          size: bool = typer.Option(False, "-s", "--size")) -> None:
+        """Display detailed information on one or more containers."""
+        inspect(names, fmt, "container", size)
+
+    container_app.command("inspect")(container_inspect)
+    for target in (app, container_app):
+        target.command("cp")(cp)
+        target.command("top", context_settings={"allow_interspersed_args": False})(top)
+        for fn in (logs, port, stats):
+            target.command(fn.__name__)(fn)

@@ -134,8 +134,10 @@ journal_app = _App(no_args_is_help=True, rich_markup_mode=None, help="Inspect an
 app.add_typer(journal_app, name="journal")
 image_app = _App(no_args_is_help=True, rich_markup_mode=None, help="Manage images")
 app.add_typer(image_app, name="image")
-_containers.register(app)
-_ctrinfo.register(app)
+container_app = _App(no_args_is_help=True, rich_markup_mode=None, help="Manage containers")
+app.add_typer(container_app, name="container")
+_containers.register(app, container_app)
+_ctrinfo.register(app, container_app)
 _images.register(app, image_app)
 
 

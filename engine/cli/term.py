@@ -2,9 +2,10 @@
 
 * **Raw mode** while a TTY session runs (termios, cfmakeraw's flags, as moby/term's MakeRaw), restored
   on every way out.
-* **Resize**: the local window size is sent once the process started and again on every SIGWINCH. The
-  signal only writes to a self-pipe (signal.set_wakeup_fd) that the pump's select() watches, so no HTTP
-  request runs inside a signal handler.
+* **Resize**: the local window size is sent once the process started (after the SIGWINCH handler is in
+  place, so a change in between is not lost) and again on every SIGWINCH. The signal only writes to a
+  self-pipe (signal.set_wakeup_fd) that the pump's select() watches, so no HTTP request runs inside a
+  signal handler.
 * **Detach keys** (default ctrl-p,ctrl-q) are recognised here, client side, in what the user types, and
   only with a TTY (docker's hijack.go does the same): a prefix of the sequence is held back until it
   either completes (detach: the connection is closed, exit 0, the container keeps running) or breaks
@@ -160,8 +161,6 @@ def pump(sock: socket.socket, initial: bytes, *, tty: bool, stdin: bool, detach_
         else:
             demux.feed(data)
 
-    if initial:
-        output(initial)
     if not stdin:
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
@@ -174,10 +173,13 @@ def pump(sock: socket.socket, initial: bytes, *, tty: bool, stdin: bool, detach_
         os.set_blocking(wake_r, False)
         old_handler = signal.signal(signal.SIGWINCH, lambda *_: None)
         old_wakeup = signal.set_wakeup_fd(wake_w)
+        os.write(wake_w, b"\0")  # the first resize, once the handler is in place so no SIGWINCH is lost
     detached = False
     reading_stdin = stdin
     try:
         with raw_terminal(in_fd, tty and stdin):
+            if initial:  # only now: what the user types after seeing it must find the terminal raw
+                output(initial)
             while True:
                 watch = [sock.fileno()] + ([in_fd] if reading_stdin else []) + ([wake_r] if wake_r >= 0 else [])
                 try:

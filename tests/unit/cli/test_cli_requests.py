@@ -422,3 +422,18 @@ def test_unreachable_daemon_is_one_line() -> None:
 
 def _unused(r: Req) -> None:  # keep the import used for type hints in lambdas
     pass
+
+
+def test_container_group(api: FakeAPI) -> None:
+    api.route("GET", "/containers/json", Resp(200, []))
+    p = engine(api, "container", "ls", "-a")
+    assert p.returncode == 0 and p.stdout.decode().startswith("CONTAINER ID   IMAGE ")
+    assert api.requests[-1].q("all") == "1"
+    api.route("POST", "/containers/prune", Resp(200, {"ContainersDeleted": [CID], "SpaceReclaimed": 0}))
+    p = engine(api, "container", "prune", "-f", "--filter", "until=1h")
+    assert p.stdout.decode() == f"Deleted Containers:\n{CID}\n\nTotal reclaimed space: 0B\n"
+    assert json.loads(api.requests[-1].q("filters") or "") == {"until": {"1h": True}}
+    api.route("GET", "/containers/web/json", Resp(200, {"Id": CID}))
+    assert engine(api, "container", "inspect", "-f", "{{.Id}}", "web").stdout.decode() == CID + "\n"
+    api.route("POST", "/containers/web/stop", Resp(204))
+    assert engine(api, "container", "stop", "web").stdout == b"web\n"
