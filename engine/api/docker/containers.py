@@ -29,6 +29,7 @@ from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.images.reference import parse as parse_ref
 from engine.services import Services
 from engine.services.dockerd import inspect as shapes
+from engine.services.dockerd import netattach
 from engine.services.dockerd import record as rec
 from engine.services.dockerd.lifecycle import NotModified
 
@@ -119,7 +120,11 @@ async def get_inspect(services: Services, req: Request) -> Response:
     execs = services.extra.get("docker_exec")
     exec_ids = [e.id for e in getattr(execs, "execs", {}).values() if e.container_id == c.id and e.running] \
         if execs is not None else None
-    return Response.json(shapes.inspect(c, size=size, volumes_root=_volumes_root(services), exec_ids=exec_ids))
+    hm = services.extra.get("health")
+    health = hm.health_of(c.id) if hm is not None else None  # type: ignore[attr-defined]
+    networks = await netattach.settings(services, c)
+    return Response.json(shapes.inspect(c, size=size, volumes_root=_volumes_root(services), exec_ids=exec_ids,
+                                        health=health, networks=networks))
 
 
 def _image_matches(c: rec.DockerContainer, wanted: str) -> bool:
@@ -185,15 +190,17 @@ async def get_list(services: Services, req: Request) -> Response:
             continue
         if since_ns is not None and c.created <= since_ns:
             continue
-        if "health" in f:
-            h = "starting" if (c.config.get("Healthcheck") or {}).get("Test") not in (None, [], ["NONE"]) else "none"
-            if h not in f["health"]:
-                continue
+        if "health" in f and _health(services, c) not in f["health"]:
+            continue
         if "volume" in f and not any(m.get("name") == v or m.get("destination") == v or m.get("source") == v
                                      for m in c.mounts for v in f["volume"]):
             continue
-        if "network" in f and (c.host_config.get("NetworkMode") or "bridge") not in f["network"]:
-            continue
+        if "network" in f:
+            attached = (await netattach.settings(services, c))[0]
+            names = {c.host_config.get("NetworkMode") or "bridge", *attached,
+                     *(v.get("NetworkID", "") for v in attached.values())}
+            if not any(v in names or any(n.startswith(v) for n in names if len(v) >= 12) for v in f["network"]):
+                continue
         if "is-task" in f and any(v in ("true", "1") for v in f["is-task"]):
             continue
         if "publish" in f or "expose" in f:
@@ -208,8 +215,14 @@ async def get_list(services: Services, req: Request) -> Response:
     result = []
     for c in out:
         size = await _size(services, c) if want_size else None
-        result.append(shapes.summary(c, size=size, volumes_root=vroot))
+        result.append(shapes.summary(c, size=size, volumes_root=vroot, health=_health(services, c),
+                                     networks=await netattach.settings(services, c)))
     return Response.json(result)
+
+
+def _health(services: Services, c: rec.DockerContainer) -> str:
+    hm = services.extra.get("health")
+    return hm.status_of(c.id) if hm is not None else "none"  # type: ignore[attr-defined]
 
 
 def _labels(labels: dict[str, str], wanted: list[str]) -> bool:

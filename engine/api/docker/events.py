@@ -50,6 +50,7 @@ CONTAINER_ACTIONS: dict[str, str] = {
     "docker_container.removed": "destroy",
     "docker_container.pruned": "prune",
     "task.oom_killed": "oom",
+    "docker_container.health_status_changed": "health_status",
     "docker_stream.attached": "attach",
     "docker_stream.detached": "detach",
     "docker_stream.resized": "resize",
@@ -179,6 +180,8 @@ async def render(services: Services, env: Envelope) -> dict[str, Any] | None:
         attrs["oldName"] = ev.get("old_name", "")
     elif action == "resize":
         attrs["height"], attrs["width"] = str(ev.get("height", 0)), str(ev.get("width", 0))
+    elif action == "health_status":
+        action = f"health_status: {ev.get('status', '')}"
     elif action in ("archive-path", "extract-to-dir"):
         attrs["path"] = ev.get("path", "")
     elif action.startswith("exec_"):

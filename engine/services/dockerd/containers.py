@@ -37,7 +37,7 @@ from engine.errors import Conflict, EngineError, InvalidArgument, NotFound
 from engine.images.reference import parse as parse_ref
 from engine.services import image_unpack
 from engine.services.containers import OCI_SPEC_TYPE_URL, AnyBlob, Container, Runtime
-from engine.services.dockerd import hostconfig, names
+from engine.services.dockerd import hostconfig, names, netattach
 from engine.services.dockerd import mounts as mountmod
 from engine.services.dockerd import record as rec
 from engine.services.dockerd import spec as specmod
@@ -138,6 +138,10 @@ class DockerContainerService(Lifecycle):
         points = mountmod.parse_binds(hc.get("Binds") or []) + mountmod.parse_mounts(hc.get("Mounts") or [])
         mountmod.check_duplicates(points, hc.get("Tmpfs"))
         await self._check_network(hc)
+        networking = body.get("NetworkingConfig") or {}
+        if not isinstance(networking, dict):
+            raise InvalidArgument("json: cannot unmarshal into Go struct field ContainerConfigWrapper.NetworkingConfig "
+                                  "of type network.NetworkingConfig")
         resolved = await self.find_image(image_ref)
         image_cfg = (json.loads(resolved.config_raw) or {}).get("config") or {}
         cfg = hostconfig.merge_image(cfg_in, image_cfg if isinstance(image_cfg, dict) else {})
@@ -152,7 +156,7 @@ class DockerContainerService(Lifecycle):
             log_path=str(directory / f"{cid}-json.log") if hc["LogConfig"]["Type"] != "none" else "",
             hostname_path=str(directory / "hostname"), hosts_path=str(directory / "hosts"),
             resolv_path=str(directory / "resolv.conf"), snapshotter=SNAPSHOTTER,
-            volumes=[p.name for p in points if p.type == "volume" and p.name])
+            volumes=[p.name for p in points if p.type == "volume" and p.name], networking=networking)
         if net == "host" and not cfg.get("Hostname"):
             cfg["Hostname"] = os.uname().nodename
 
@@ -186,12 +190,11 @@ class DockerContainerService(Lifecycle):
 
     async def _check_network(self, hc: dict[str, Any]) -> None:
         mode = hc.get("NetworkMode") or "bridge"
-        if mode in ("bridge", "host", "none") or mode.startswith("container:"):
-            if mode.startswith("container:"):
-                other = await self.resolve(mode[len("container:"):])
-                hc["NetworkMode"] = "container:" + other.id
+        if mode.startswith("container:"):
+            other = await self.resolve(mode[len("container:"):])
+            hc["NetworkMode"] = "container:" + other.id
             return
-        raise NotFound(f"network {mode} not found")
+        await netattach.check(self.services, hc)
 
     async def _materialise(self, c: DockerContainer, resolved: image_unpack.Resolved,
                            points: list[mountmod.MountPoint], undo: list[Any], *, actor: str) -> None:

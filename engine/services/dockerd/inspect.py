@@ -55,11 +55,12 @@ def human_duration(seconds: float) -> str:
     return f"{int(seconds / 3600) // 24 // 365} years"
 
 
-def status_text(c: DockerContainer, now_ns: int | None = None) -> str:
+def status_text(c: DockerContainer, now_ns: int | None = None, health: str = "") -> str:
     now = now_ns or time.time_ns()
     s = c.state
     if s.status == rec.RUNNING:
-        return f"Up {human_duration((now - s.started_at) / 1e9)}"
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+        return f"Up {human_duration((now - s.started_at) / 1e9)}{suffix.get(health, '')}"
     if s.status == rec.PAUSED:
         return f"Up {human_duration((now - s.started_at) / 1e9)} (Paused)"
     if s.status == rec.RESTARTING:
@@ -98,16 +99,36 @@ def _network_entry() -> dict[str, Any]:
             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 
 
-def network_settings(c: DockerContainer) -> dict[str, Any]:
+def network_settings(c: DockerContainer, attached: dict[str, Any] | None = None,
+                     ports: dict[str, Any] | None = None) -> dict[str, Any]:
+    """NetworkSettings; `attached` is the endpoints by network name (netattach.settings), `ports` the
+    published ports. The top-level address fields are the default bridge's, as dockerd fills them."""
     mode = c.host_config.get("NetworkMode") or "bridge"
     running = c.state.status in (rec.RUNNING, rec.PAUSED)
-    nets = {} if mode.startswith("container:") else {mode: _network_entry()}
+    nets: dict[str, Any] = {} if mode.startswith("container:") else {mode: _network_entry()}
+    nets.update(attached or {})
+    main = (attached or {}).get("bridge") or {}
     return {"Bridge": "", "SandboxID": c.id if running and mode != "host" else "", "SandboxKey":
-            f"/proc/{c.state.pid}/ns/net" if running and mode not in ("host",) else "", "Ports": {},
+            f"/proc/{c.state.pid}/ns/net" if running and mode not in ("host",) else "", "Ports": ports or {},
             "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "", "Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0,
-            "IPv6Gateway": "", "MacAddress": "", "Networks": nets}
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": main.get("EndpointID", ""),
+            "Gateway": main.get("Gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPAddress": main.get("IPAddress", ""), "IPPrefixLen": main.get("IPPrefixLen", 0), "IPv6Gateway": "",
+            "MacAddress": main.get("MacAddress", ""), "Networks": nets}
+
+
+def port_list(ports: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The list's ``Ports``: published ones with their host side, exposed ones without."""
+    out: list[dict[str, Any]] = []
+    for key, binds in (ports or {}).items():
+        port, _, proto = key.partition("/")
+        if not binds:
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+            continue
+        for b in binds:
+            out.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(port),
+                        "PublicPort": int(b.get("HostPort") or 0), "Type": proto or "tcp"})
+    return out
 
 
 def config(c: DockerContainer) -> dict[str, Any]:
@@ -127,7 +148,8 @@ def config(c: DockerContainer) -> dict[str, Any]:
 
 
 def inspect(c: DockerContainer, *, size: tuple[int, int] | None = None, volumes_root: str = "",
-            exec_ids: list[str] | None = None) -> dict[str, Any]:
+            exec_ids: list[str] | None = None, health: dict[str, Any] | None = None,
+            networks: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     hc = dict(c.host_config)
     hc.setdefault("MaskedPaths", None)
     out: dict[str, Any] = {
@@ -137,21 +159,25 @@ def inspect(c: DockerContainer, *, size: tuple[int, int] | None = None, volumes_
         "RestartCount": c.restart_count, "Driver": c.snapshotter, "Platform": "linux", "MountLabel": "",
         "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": exec_ids or None, "HostConfig": hc,
         "GraphDriver": {"Data": None, "Name": c.snapshotter}, "Mounts": mounts(c, volumes_root),
-        "Config": config(c), "NetworkSettings": network_settings(c),
+        "Config": config(c), "NetworkSettings": network_settings(c, *(networks or ({}, {}))),
     }
+    if health is not None:
+        out["State"]["Health"] = health
     if size is not None:
         out["SizeRw"], out["SizeRootFs"] = size
     return out
 
 
-def summary(c: DockerContainer, *, size: tuple[int, int] | None = None, volumes_root: str = "") -> dict[str, Any]:
+def summary(c: DockerContainer, *, size: tuple[int, int] | None = None, volumes_root: str = "",
+            health: str = "", networks: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     mode = c.host_config.get("NetworkMode") or "bridge"
     out: dict[str, Any] = {
         "Id": c.id, "Names": [c.name], "Image": c.image, "ImageID": c.image_id,
         "Command": " ".join([c.path, *c.args]) if c.args else c.path, "Created": c.created // 1_000_000_000,
-        "Ports": [], "Labels": c.config.get("Labels") or {}, "State": docker_state(c)["Status"],
-        "Status": status_text(c), "HostConfig": {"NetworkMode": mode},
-        "NetworkSettings": {"Networks": network_settings(c)["Networks"]}, "Mounts": [
+        "Ports": port_list((networks or ({}, {}))[1]), "Labels": c.config.get("Labels") or {},
+        "State": docker_state(c)["Status"], "Status": status_text(c, health=health),
+        "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": network_settings(c, *(networks or ({}, {})))["Networks"]}, "Mounts": [
             {k: v for k, v in m.items()} for m in mounts(c, volumes_root)],
     }
     if size is not None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import Conflict, EngineError, FailedPrecondition, InvalidArgument, NotFound
 from engine.services.containers import OCI_SPEC_TYPE_URL, AnyBlob, Container
-from engine.services.dockerd import hostconfig, restart
+from engine.services.dockerd import hostconfig, netattach, restart
 from engine.services.dockerd import mounts as mountmod
 from engine.services.dockerd import record as rec
 from engine.services.dockerd import spec as specmod
@@ -118,7 +118,13 @@ class Lifecycle:
                 raise NotModified("container already started")
             await s.tasks.delete(NAMESPACE, cid, actor=actor)
         try:
-            spec = await self._spec_at_start(c, actor=actor)
+            netns = await netattach.start(s, c, actor=actor)
+        except EngineError as err:
+            await self._append([rec.DockerContainerStartFailed(id=cid, error=str(err)[:1024], exit_code=128)],
+                               actor=actor, cause=cause)
+            raise
+        try:
+            spec = await self._spec_at_start(c, actor=actor, netns=netns)
             rc = await s.containers.get(NAMESPACE, cid)
             blob = json.dumps(spec).encode()
             if rc.spec is None or rc.spec.value != blob:
@@ -136,6 +142,7 @@ class Lifecycle:
             await s.tasks.create(NAMESPACE, cid, rootfs_mounts=mounts, terminal=bool(c.config.get("Tty")),
                                  log=logopt, actor=actor)
         except EngineError as err:
+            await netattach.stop(s, cid, actor=actor)
             await self._append([rec.DockerContainerStartFailed(id=cid, error=str(err)[:1024],
                                                                exit_code=_exit_code_for(str(err)))],
                                actor=actor, cause=cause)
@@ -145,14 +152,15 @@ class Lifecycle:
         except EngineError as err:
             with contextlib.suppress(EngineError):
                 await s.tasks.delete(NAMESPACE, cid, actor=actor)
+            await netattach.stop(s, cid, actor=actor)
             await self._append([rec.DockerContainerStartFailed(id=cid, error=str(err)[:1024],
                                                                exit_code=_exit_code_for(str(err)))],
                                actor=actor, cause=cause)
             raise _start_error(err) from err
 
-    async def _spec_at_start(self, c: DockerContainer, *, actor: str) -> dict[str, Any]:
+    async def _spec_at_start(self, c: DockerContainer, *, actor: str, netns: str | None = None) -> dict[str, Any]:
         s = self.services
-        ctx = specmod.Context(cgroup_parent=s.config.cgroup_parent)
+        ctx = specmod.Context(cgroup_parent=s.config.cgroup_parent, netns_path=netns or "")
         user = c.config.get("User") or ""
         wd = c.config.get("WorkingDir") or ""
         if user or (wd and wd != "/"):
@@ -277,6 +285,8 @@ class Lifecycle:
             assert self.services.tasks is not None
             with contextlib.suppress(NotFound, FailedPrecondition):
                 await self.services.tasks.delete(NAMESPACE, cid, actor=actor)
+        if t is None or t.status == "stopped":
+            await netattach.stop(self.services, cid, actor=actor)
 
     async def restart(self, ref: str, *, timeout: int | None = None, sig: str = "", actor: str) -> None:
         c = await self.resolve(ref)  # type: ignore[attr-defined]
@@ -407,6 +417,7 @@ class Lifecycle:
                         await asyncio.wait_for(s.tasks.wait(NAMESPACE, cid), 10)
                 await s.tasks.delete(NAMESPACE, cid, actor=actor)
             await self._unmount_volumes(c, actor=actor)
+            await netattach.stop(s, cid, actor=actor)
             with contextlib.suppress(NotFound):
                 await s.containers.delete(NAMESPACE, cid, actor=actor)
             with contextlib.suppress(NotFound):

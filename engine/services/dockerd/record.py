@@ -82,6 +82,7 @@ class DockerContainer(msgspec.Struct, kw_only=True):
     snapshotter: str = "overlayfs"
     volumes: list[str] = []  # names of the volumes it references
     mounts: list[dict[str, Any]] = []  # spec.MountPoint fields: binds, volumes, tmpfs (inspect's Mounts)
+    networking: dict[str, Any] = {}  # the create's NetworkingConfig (EndpointsConfig: aliases, static IPs)
     namespace: str = NAMESPACE
 
     @property

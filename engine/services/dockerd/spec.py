@@ -360,7 +360,7 @@ def build(c: Any, ctx: Context) -> dict[str, Any]:  # noqa: C901 (Docker's setti
     if (hc.get("CgroupnsMode") or "") == "private":
         namespaces.append({"type": "cgroup"})
     hooks: dict[str, Any] = {}
-    if net.startswith("container:"):
+    if ctx.netns_path and net != "host":  # a sandbox made by the network service, or container:<id>'s
         namespaces.append({"type": "network", "path": ctx.netns_path})
     elif net != "host":
         namespaces.append({"type": "network"})
