@@ -39,6 +39,7 @@ import io
 import logging
 import shutil
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -241,6 +242,7 @@ class ImageArchiveService:
     def __init__(self, services: Services) -> None:
         self.services = services
         self._resolved: dict[str, image_unpack.Resolved] = {}
+        self.last_timings: dict[str, float] = {}  # seconds per step of the last load (extract, ingest, unpack)
         self.scratch = Path(services.config.root) / "tmp"
         self._clean_scratch()
 
@@ -518,8 +520,10 @@ class ImageArchiveService:
                 first = False
 
     async def _store(self, ns: str, arc: layout.Archive, lease: str, actor: str) -> list[image_unpack.Resolved]:
+        t0 = time.monotonic()
         for blob in arc.blobs.values():
             await self._ingest(ns, blob, lease, actor)
+        self.last_timings["ingest"] = time.monotonic() - t0
         out = []
         for img in arc.images:
             name = img.names[0] if img.names else DANGLING + img.target.digest
@@ -541,10 +545,12 @@ class ImageArchiveService:
 
             def read() -> layout.Archive:
                 with _sync_reader(stream, loop) as f:
-                    tarstream.extract(f, root)
-                return layout.read(root)
+                    known = tarstream.extract(f, root)
+                return layout.read(root, known)
 
+            t0 = time.monotonic()
             arc = await asyncio.to_thread(read)
+            self.last_timings = {"extract": time.monotonic() - t0}
             if not arc.images:
                 raise InvalidArgument("invalid archive: it holds no image")
             return await self._load_archive(ns, arc, actor, progress)
@@ -559,7 +565,9 @@ class ImageArchiveService:
     async def _load_archive(self, ns: str, arc: layout.Archive, actor: str, progress: Progress | None) -> list[str]:
         lease = await self._lease(ns, actor)
         try:
+            t1 = time.monotonic()
             resolved = await self._store(ns, arc, lease, actor)
+            self.last_timings["unpack"] = time.monotonic() - t1 - self.last_timings.get("ingest", 0.0)
             loaded: list[str] = []
             for img, r in zip(arc.images, resolved, strict=True):
                 t = _desc(img.target)
@@ -580,6 +588,7 @@ class ImageArchiveService:
                         shown = reference.parse(name).familiar() if img.names else name
                         what = "Loaded image" if img.names else "Loaded image ID"
                         progress({"stream": f"{what}: {shown}\n"})
+            log.info("loaded %s: %s", loaded, {k: round(v, 3) for k, v in self.last_timings.items()})
             return loaded
         finally:
             await asyncio.shield(self._drop_lease(ns, lease, actor))

@@ -96,12 +96,13 @@ def _name(value: str) -> str | None:
         return None
 
 
-def read(root: Path) -> Archive:
-    """Read the archive extracted at `root` (OCI layout preferred when both are present)."""
+def read(root: Path, known: dict[str, str] | None = None) -> Archive:
+    """Read the archive extracted at `root` (OCI layout preferred when both are present); `known` gives
+    digests already computed (``tarstream.extract``'s), by path relative to `root`."""
     if (root / "index.json").is_file():
         return read_oci(root)
     if (root / "manifest.json").is_file():
-        return read_docker(root)
+        return read_docker(root, known or {})
     raise InvalidArgument("invalid archive: neither manifest.json nor index.json found")
 
 
@@ -191,7 +192,7 @@ def _layer_type(path: Path) -> str:
                                                                                      formats.DOCKER_LAYER)
 
 
-def read_docker(root: Path) -> Archive:
+def read_docker(root: Path, known: dict[str, str] | None = None) -> Archive:
     try:
         entries = json.loads((root / "manifest.json").read_bytes())
     except ValueError as err:
@@ -213,7 +214,8 @@ def read_docker(root: Path) -> Archive:
         for rel, diff_id in zip(e["Layers"], cfg.rootfs.diff_ids, strict=True):
             lpath = _file(root, str(rel), "layer")
             mt = _layer_type(lpath)
-            dgst = sha256_file(lpath)
+            rel_norm = str(lpath.relative_to(root.resolve()))
+            dgst = (known or {}).get(rel_norm) or sha256_file(lpath)
             if mt == formats.DOCKER_LAYER and dgst != diff_id:
                 raise InvalidArgument(f"invalid archive: layer {rel} has digest {dgst}, the config's diff id "
                                       f"is {diff_id}")

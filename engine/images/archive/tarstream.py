@@ -11,6 +11,7 @@ epoch, as Docker writes its save tars) so the same images give the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tarfile
@@ -41,9 +42,10 @@ def _inside(root: Path, path: Path) -> bool:
         return False
 
 
-def extract(stream: BinaryIO, dest: Path) -> int:
-    """Extract the tar read from `stream` into `dest` (which exists); the number of files written."""
-    files = 0
+def extract(stream: BinaryIO, dest: Path) -> dict[str, str]:
+    """Extract the tar read from `stream` into `dest` (which exists); the sha256 digest of every regular
+    file written, by its path relative to `dest` (hashed while written, so no second read is needed)."""
+    files: dict[str, str] = {}
     links: list[tuple[Path, str, bool]] = []
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
@@ -58,9 +60,12 @@ def extract(stream: BinaryIO, dest: Path) -> int:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     data = tar.extractfile(m)
                     assert data is not None
+                    h = hashlib.sha256()
                     with open(out, "wb") as f:
-                        shutil.copyfileobj(data, f, CHUNK)
-                    files += 1
+                        while chunk := data.read(CHUNK):
+                            h.update(chunk)
+                            f.write(chunk)
+                    files[str(rel)] = "sha256:" + h.hexdigest()
                 elif m.issym() or m.islnk():
                     links.append((out, m.linkname, m.islnk()))
     except (tarfile.TarError, EOFError, OSError, ValueError) as err:
