@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import logging
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,6 +24,9 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from engine.network import netns
+
+# pyroute2 logs every netlink message at DEBUG: a daemon at --log-level debug would drown in them
+logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
