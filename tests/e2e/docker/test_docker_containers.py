@@ -266,7 +266,7 @@ def _footprint(d: EngineDaemon) -> tuple[str, str, list[str]]:
     (["--memory", "1m"], "Minimum memory limit allowed is 6MB"),
     (["--memory-swap", "100m", "--memory", "200m"], "Minimum memoryswap limit should be larger than memory limit"),
     (["--restart", "bogus"], "invalid restart policy"),
-    (["--cpus", "64"], "Range of CPUs is from 0.01 to"),
+    (["--cpus", "64"], "range of CPUs is from 0.01 to"),
     (["--cpuset-cpus", "63"], "Requested CPUs are not available"),
     (["--mount", "type=bind,src=/nonexistent-h3,dst=/x"],
      'invalid mount config for type "bind": bind source path does not exist: /nonexistent-h3'),
@@ -362,3 +362,37 @@ def test_daemon_restart_recovers_containers(engine_daemon: EngineDaemon) -> None
     dk(d, "stop", "-t", "0", "keeps")
     dk(d, "rm", "-f", "keeps", "dies", "always", "unless")
     assert dk(d, "ps", "-a", "-q") == ""
+
+
+def test_bridge_and_user_network(d: EngineDaemon) -> None:
+    """On the default bridge a container gets an address, its hostname in /etc/hosts and its published ports
+    in inspect and ps; on a user network it finds another container by name through the embedded DNS; after
+    the exit its network namespace and endpoint are gone."""
+    dk(d, "run", "-d", "--name", "br", "-p", "127.0.0.1::80", "busybox", "sleep", "100")
+    doc = json.loads(dk(d, "inspect", "br"))[0]
+    ns = doc["NetworkSettings"]
+    ip = ns["Networks"]["bridge"]["IPAddress"]
+    assert ip and ns["IPAddress"] == ip and ns["Gateway"] and ns["Networks"]["bridge"]["NetworkID"]
+    binds = ns["Ports"]["80/tcp"]
+    assert binds[0]["HostIp"] == "127.0.0.1" and int(binds[0]["HostPort"]) > 0
+    assert f"127.0.0.1:{binds[0]['HostPort']}->80/tcp" in dk(d, "ps", "--filter", "name=br", "--format",
+                                                             "{{.Ports}}")
+    pid = doc["State"]["Pid"]
+    assert f"{ip}\t{doc['Config']['Hostname']}" in Path(f"/proc/{pid}/root/etc/hosts").read_text()
+    dk(d, "network", "create", "h3net")
+    try:
+        dk(d, "run", "-d", "--name", "srv", "--network", "h3net", "busybox", "sleep", "100")
+        out = dk(d, "run", "--rm", "--network", "h3net", "busybox", "sh", "-c",
+                 "cat /etc/resolv.conf; nslookup srv")
+        assert "nameserver 127.0.0.11" in out
+        srv_ip = fmt(d, "{{(index .NetworkSettings.Networks \"h3net\").IPAddress}}", "srv")
+        assert srv_ip and srv_ip in out
+        assert dk(d, "ps", "--filter", "network=h3net", "--format", "{{.Names}}") == "srv"
+        dk(d, "stop", "-t", "0", "srv")
+        assert fmt(d, "{{json .NetworkSettings.Networks}}", "srv").count("IPAddress\":\"\"") == 1
+        assert not (d.exec_root / "netns" / fmt(d, "{{.Id}}", "srv")).exists()
+        dk(d, "rm", "srv")
+    finally:
+        d.docker("rm", "-f", "srv", check=False)
+        d.docker("network", "rm", "h3net", check=False)
+    dk(d, "rm", "-f", "br")
