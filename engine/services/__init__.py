@@ -37,6 +37,7 @@ def all_projections() -> Projections:
                                      volumes.PROJECTION, networks.PROJECTION]
     projections.append(__import__("engine.services.image_archive", fromlist=["PROJECTION"]).PROJECTION)
     projections.append(__import__("engine.services.dockerd.record", fromlist=["PROJECTION"]).PROJECTION)
+    projections.append(__import__("engine.services.pull", fromlist=["PROJECTION"]).PROJECTION)
     return Projections(projections)
 
 

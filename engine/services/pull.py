@@ -38,13 +38,15 @@ import datetime as dt
 import logging
 import os
 import signal
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from engine.errors import AlreadyExists, DataLoss, FailedPrecondition, NotFound, Unavailable
-from engine.events.types import Event
+from engine.events.projection import Projection
+from engine.events.types import Envelope, Event
 from engine.images import formats, reference
 from engine.images.platforms import Platform
 from engine.images.registry import Credentials, HttpClient, Registry, Repository, from_docker_config
@@ -90,6 +92,14 @@ class ImagePushed(Event, frozen=True):
     digest: str
     registry: str
     size: int = 0
+
+
+def _apply(env: Envelope, tx: sqlite3.Cursor) -> None:
+    """Pulls and pushes are history only: the image record and content events carry the state."""
+
+
+# no tables: registered so every process that reads the journal (replay, verify) knows these types
+PROJECTION = Projection(name="registry", tables=(), events=(ImagePulled, ImagePushed), apply=_apply)
 
 
 def fault(point: str) -> None:

@@ -161,28 +161,28 @@ class Authorizer:
             return "Bearer " + tok[0]
         return None
 
-    async def on_unauthorized(self, challenges: list[str], scope: str, url: str, sent: str | None) -> bool:
-        """Answer a 401 to a request that carried `sent`: True if a retry may succeed (credentials not yet
-        sent, or a token newer than the one sent), False when the registry refused what we have."""
+    async def on_unauthorized(self, challenges: list[str], scope: str, url: str, sent: str | None) -> str | None:
+        """Answer a 401 to a request that carried `sent`: the Authorization to retry with, or None when the
+        registry refused what we have. The retry's value is returned rather than re-read from the cache, so a
+        concurrent request caching a token of narrower scope cannot slip into this retry."""
         parsed = parse_challenges(challenges)
         chosen = next((c for c in parsed if c.scheme == "bearer"), None) or next(
             (c for c in parsed if c.scheme == "basic"), None)
         if chosen is None:
-            return False
+            return None
         self.challenge = chosen
         if chosen.scheme == "basic":
             if not self.creds:
                 raise Unauthorized(f"{url}: no basic auth credentials")
-            return sent != basic_header(self.creds)
-        now = self.header(scope)
-        if now is not None and now != sent:  # a concurrent request fetched a token meanwhile
-            return True
+            value = basic_header(self.creds)
+            return value if value != sent else None
         if self.creds and self.creds.registry_token:
-            self._tokens[scope] = (self.creds.registry_token, time.monotonic() + 3600)
-            return sent is None
+            value = "Bearer " + self.creds.registry_token
+            return value if value != sent else None
         token, expires = await self._fetch_token(chosen, scope)
         self._tokens[scope] = (token, time.monotonic() + max(expires - 10, 10))
-        return "Bearer " + token != sent
+        value = "Bearer " + token
+        return value if value != sent else None
 
     async def _fetch_token(self, ch: Challenge, scope: str) -> tuple[str, float]:
         realm = ch.params.get("realm", "")

@@ -111,9 +111,9 @@ class Registry:
     async def send(self, method: str, url: str, scope: str, headers: dict[str, str] | None = None,
                    body: Body = None, *, follow: bool = True) -> Response:
         """A request with the auth the registry asked for; one retry after answering a 401 challenge."""
+        auth = self.auth.header(scope)
         for attempt in (0, 1):
             h = dict(headers or {})
-            auth = self.auth.header(scope)
             if auth:
                 h["Authorization"] = auth
             resp = await self.http.request(method, url, h, body, follow=follow)
@@ -121,7 +121,8 @@ class Registry:
                 return resp
             challenges = resp.headers.get_all("www-authenticate")
             await resp.read(1 << 20)
-            if not await self.auth.on_unauthorized(challenges, scope, url, auth):
+            auth = await self.auth.on_unauthorized(challenges, scope, url, auth)
+            if auth is None:
                 return resp
             if body is not None and not isinstance(body, (bytes, bytearray)):
                 raise Unauthorized(f"{url}: unauthorized (a streamed body cannot be sent again)")

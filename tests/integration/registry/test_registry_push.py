@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import NotFound
+from engine.events.verify import verify_path
+from engine.services import all_projections
 from engine.services.images import Image
 from tests.integration.images.helpers import ACTOR, NS
 from tests.integration.registry.conftest import Filled, pulling
@@ -45,6 +47,9 @@ async def test_push_mounts_across_repositories_and_skopeo_reads_it(filled: Fille
         msgs.clear()
         await p.push(NS, f"{reg.host}/copied:2", progress=msgs.append, actor=ACTOR)
         assert any(m.get("status") == "Layer already exists" for m in msgs)
+        # the journal with pulls and pushes replays to the same tables (the types are known to a fresh reader)
+        report = verify_path(str(_root / "engine.db"), all_projections())
+        assert report.ok, report.to_dict()
 
 
 async def test_push_uploads_monolithic_and_chunked_to_another_registry(filled: Filled, tmp_path: Path) -> None:
