@@ -70,6 +70,7 @@ class Lifecycle:
         self._monitor: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._restart_delay: dict[str, float] = {}
+        self._restart_pending: set[str] = set()  # a scheduled restart is waiting: one exit, one restart
 
     def lock(self, cid: str) -> asyncio.Lock:
         lk = self._locks.get(cid)
@@ -499,6 +500,8 @@ class Lifecycle:
                 await self._delete_exited_task(cid, actor="daemon")
                 if c.state.status in (rec.RUNNING, rec.PAUSED):  # type: ignore[attr-defined]
                     return  # started again meanwhile
+                if cid in self._restart_pending:  # the exit monitor and the daemon-start pass saw the same exit
+                    return
                 await self._unmount_volumes(c, actor="daemon")  # type: ignore[arg-type]
                 if c.host_config.get("AutoRemove") and not at_daemon_start:  # type: ignore[attr-defined]
                     await self._remove_locked(cid, force=False, volumes=True, actor="daemon", cause="auto-remove")
@@ -514,13 +517,17 @@ class Lifecycle:
                 await self._append([rec.DockerContainerRestartScheduled(
                     id=cid, restart_count=c.restart_count + 1, delay_ms=int(delay * 1000))],  # type: ignore[attr-defined]
                     actor="daemon", cause="restart-policy")
-            await asyncio.sleep(delay)
-            async with self.lock(cid):
-                c = await self.services.journal.run_read(lambda conn: rec.read(conn, cid))
-                if c is None or c.state.status != rec.RESTARTING or c.state.manually_stopped:  # type: ignore[attr-defined]
-                    return
-                with contextlib.suppress(EngineError):
-                    await self._start_locked(cid, actor="daemon", cause="restart-policy")
+                self._restart_pending.add(cid)
+            try:
+                await asyncio.sleep(delay)
+                async with self.lock(cid):
+                    c = await self.services.journal.run_read(lambda conn: rec.read(conn, cid))
+                    if c is None or c.state.status != rec.RESTARTING or c.state.manually_stopped:  # type: ignore[attr-defined]
+                        return
+                    with contextlib.suppress(EngineError):
+                        await self._start_locked(cid, actor="daemon", cause="restart-policy")
+            finally:
+                self._restart_pending.discard(cid)
         except asyncio.CancelledError:
             raise
         except Exception:
