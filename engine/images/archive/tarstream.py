@@ -73,7 +73,9 @@ def extract(stream: BinaryIO, dest: Path) -> dict[str, str]:
             raise
         raise InvalidArgument(f"invalid tar archive: {err or 'unexpected EOF'}") from err
     for out, target, hard in links:  # after all files: a link may come before its target
-        linked = dest / _safe_name(target) if hard else (out.parent / target)
+        # lexical: the link's directory may exist only as a path prefix of other entries (no symlink is
+        # ever created under dest, so normpath cannot be fooled)
+        linked = dest / _safe_name(target) if hard else Path(os.path.normpath(out.parent / target))
         if not _inside(dest, linked) or not linked.is_file():
             raise InvalidArgument(f"invalid archive entry {out.relative_to(dest)}: link to {target!r} "
                                   "does not name a file in the archive")
