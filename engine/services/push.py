@@ -48,7 +48,7 @@ async def push(svc: PullService, namespace: str, ref: str | reference.Reference,
     to_push: list[tuple[formats.Descriptor, bytes, formats.Manifest]] = []
     top: tuple[formats.Descriptor, bytes] = (target, data)
     if isinstance(doc, formats.Index):
-        children = []
+        children: list[tuple[formats.Descriptor, bytes, formats.Manifest]] = []
         for d in doc.manifests:
             try:
                 raw = await content.read(namespace, d.digest)

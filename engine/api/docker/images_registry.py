@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import unquote
 
@@ -57,10 +57,10 @@ def pull_reference(from_image: str, tag: str = "") -> reference.Reference:
     return ref
 
 
-async def _stream(run: Callable[[Callable[[dict[str, Any]], None]], Awaitable[Any]]) -> StreamResponse:
+async def _stream(run: Callable[[Callable[[dict[str, Any]], None]], Coroutine[Any, Any, Any]]) -> StreamResponse:
     """Start `run(progress)`; plain error if it fails before its first message, else a JSON-lines stream."""
     q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    task = asyncio.create_task(run(q.put_nowait))
+    task: asyncio.Task[Any] = asyncio.create_task(run(q.put_nowait))
     _background.add(task)
     task.add_done_callback(_background.discard)
     first = asyncio.ensure_future(q.get())
