@@ -110,6 +110,8 @@ def test_import_with_changes_inspect_history(d: EngineDaemon, tmp: Path) -> None
     assert info["GraphDriver"]["Name"] == "overlayfs"
     hist = d.docker("history", "--no-trunc", "--format", "{{.ID}}|{{.Comment}}", "myimg:1").stdout.splitlines()
     assert hist == [f"{iid}|from the test"]
+    # the imported image runs, with its ENV
+    assert d.docker("run", "--rm", "--network", "none", "myimg:1", "sh", "-c", "echo $A").stdout == "b\n"
     # stdin import without a name: an untagged (dangling) image
     with open(layer, "rb") as f:
         r = subprocess.run(["docker", "import", "-"], stdin=f, env=d.env, capture_output=True, text=True)
