@@ -3,7 +3,8 @@ stop, restart, kill, rm, wait, pause, unpause, rename, exec, attach.
 
 `run` is docker's sequence (INTERFACES §1.2): create (a 404 "No such image" pulls the image and
 creates again), then — unless -d — attach (hijacked) and ``wait?condition=next-exit|removed`` are sent
-*before* the start, so no output and no exit is missed; then start, resize when there is a TTY, pump
+*before* the start, so no output and no exit is missed (the wait's response headers, which the daemon
+sends once the waiter is registered, are awaited before the start); then start, resize when there is a TTY, pump
 the stream (term.py), and exit with the wait's StatusCode. Errors before the container runs exit 125,
 or 126/127 when the daemon says the command could not be invoked / found (docker's rule on the
 message). Multi-container verbs print each name they handled and exit 1 if any failed.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
 from typing import Any
 
@@ -91,6 +93,10 @@ def _session(cid: str, *, tty: bool, stdin: bool, detach_keys: str | None, wait_
     waiter = None
     if wait_condition is not None:
         waiter = c.send("POST", f"/containers/{cid}/wait", {"condition": wait_condition or None}, stream=True)
+        # dockerd (and engine) answer the wait's headers once the waiter is registered: seeing them before the
+        # start means a fast exit cannot slip past a next-exit wait. A daemon that holds them back costs 5 s.
+        if waiter.sock is not None:
+            select.select([waiter.sock], [], [], 5)
     if start:
         try:
             c.request("POST", f"/containers/{cid}/start").read()
