@@ -225,3 +225,10 @@ def test_docker_py(d: EngineDaemon, tmp: Path) -> None:
         assert pruned["ImagesDeleted"] and client.images.list() == []
     finally:
         client.close()
+
+
+def test_journal_replays_after_the_image_commands(d: EngineDaemon) -> None:
+    """Every projection rebuilt from the module's journal (loads, imports, tags, removals, prunes) matches."""
+    status, report = d.request("POST", "/engine/journal/verify")
+    assert status == 200 and report["ok"], report
+    assert report["tables"]["images"]["ok"] and report["tables"]["content"]["ok"]
