@@ -5,6 +5,7 @@ a missing manifest and a missing local image. The pulled image is checked with c
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -15,7 +16,7 @@ import pytest
 
 from tests.harness import EngineDaemon
 from tests.support import images
-from tests.support.registry import TestRegistry
+from tests.support.registry import TestRegistry, random_oci_layout
 
 pytestmark = pytest.mark.e2e
 
@@ -65,6 +66,9 @@ def test_docker_pull_by_tag_and_digest(env: tuple[EngineDaemon, TestRegistry, Te
     by_digest = docker(d, "pull", f"{reg.host}/bb@{digest}").stdout
     assert f"Digest: {digest}" in by_digest
     assert f"{reg.host}/bb@{digest}" in moby_images(d)
+    # the pulled image is the docker CLI's: listed and runnable
+    assert f"{reg.host}/bb" in docker(d, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    assert docker(d, "run", "--rm", f"{reg.host}/bb:1", "echo", "pulled-and-run").stdout == "pulled-and-run\n"
 
 
 def test_docker_pull_missing_tag_is_dockers_error(env: tuple[EngineDaemon, TestRegistry, TestRegistry]) -> None:
@@ -100,3 +104,21 @@ def test_docker_push_of_missing_image(env: tuple[EngineDaemon, TestRegistry, Tes
     proc = docker(d, "push", f"{reg.host}/absent:1", check=False)
     assert proc.returncode == 1
     assert f"An image does not exist locally with the tag: {reg.host}/absent" in proc.stderr
+
+
+def test_docker_pull_bad_blob_fails_in_the_stream(env: tuple[EngineDaemon, TestRegistry, TestRegistry],
+                                                  tmp_path: Path) -> None:
+    d, reg, _ = env
+    layout, _ = random_oci_layout(tmp_path / "c", [100_000], seed=9, with_busybox=False)
+    reg.skopeo_copy(f"oci:{layout}", "corrupt:1")
+    _status, body, _h = reg.get("/v2/corrupt/manifests/1", {"Accept": images.OCI_MANIFEST})
+    hexd = json.loads(body)["layers"][0]["digest"].split(":")[1]
+    blob = reg.dir / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    proc = docker(d, "pull", f"{reg.host}/corrupt:1", check=False)
+    assert proc.returncode == 1
+    assert "Pulling from corrupt" in proc.stdout  # the stream had started: the error is its last line
+    assert f"failed to verify sha256:{hexd}" in proc.stderr
+    assert f"{reg.host}/corrupt:1" not in moby_images(d)
