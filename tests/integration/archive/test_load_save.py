@@ -247,3 +247,10 @@ async def test_a_crashed_load_leaves_its_scratch_to_the_next_start(env: Env) -> 
     (stale / "archive.tar").write_bytes(b"x")
     ImageArchiveService(s)
     assert not stale.exists()
+
+
+async def test_load_of_a_gzip_compressed_archive(env: Env) -> None:
+    s, svc, root = env
+    gz = root / "bb.tar.gz"
+    gz.write_bytes(gzip.compress(busybox_docker_archive(root).read_bytes(), 1))
+    assert await svc.load(NS, gz, actor=ACTOR) == [BB]
