@@ -18,7 +18,8 @@ the rootfs snapshot (key = id, parent = the image's top chain id) and the contai
 (runtime ``io.containerd.runc.v2``, the spec as JSON, snapshotter overlayfs), then
 ``docker_container.created``. Any failure undoes them in reverse order and journals
 ``docker_container.create_failed``: a refused create leaves no row, snapshot or directory. A create cut
-by a crash is finished the same way by ``recover`` at the next start.
+by a crash is finished the same way by ``recover`` at the next start (``ENGINE_FAULT_DOCKER=create:materialised``
+makes the daemon SIGKILL itself there, for the tests).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,8 @@ from engine.services.dockerd.record import NAMESPACE, DockerContainer
 if TYPE_CHECKING:
     from engine.services import Services
 
+FAULT_ENV = "ENGINE_FAULT_DOCKER"  # "create:materialised": SIGKILL the daemon before docker_container.created
+_FAULT = os.environ.get(FAULT_ENV, "")
 RUNTIME = "io.containerd.runc.v2"
 SNAPSHOTTER = "overlayfs"
 HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n"
@@ -178,6 +182,8 @@ class DockerContainerService(Lifecycle):
         except BaseException as err:
             await asyncio.shield(self._undo_create(c, undo, err, actor=actor))
             raise
+        if _FAULT == "create:materialised":  # crash tests: everything made, the outcome not journaled
+            os.kill(os.getpid(), signal.SIGKILL)
         await self.journal.append([rec.DockerContainerCreated(id=cid, name=c.name, image=image_ref,
                                                               labels=dict(cfg.get("Labels") or {}),
                                                               mounts=c.mounts, volumes=c.volumes)],

@@ -396,3 +396,26 @@ def test_bridge_and_user_network(d: EngineDaemon) -> None:
         d.docker("rm", "-f", "srv", check=False)
         d.docker("network", "rm", "h3net", check=False)
     dk(d, "rm", "-f", "br")
+
+
+def test_create_cut_by_a_crash_is_undone(engine_daemon: EngineDaemon) -> None:
+    """The daemon dies after a create made its directory, snapshot and containerd record but before it
+    journaled the outcome: the next daemon removes them and frees the name."""
+    d = engine_daemon
+    import_busybox(d)
+    before = _footprint(d)
+    d.stop()
+    os.environ["ENGINE_FAULT_DOCKER"] = "create:materialised"
+    try:
+        d.start()
+    finally:
+        del os.environ["ENGINE_FAULT_DOCKER"]
+    r = d.docker("create", "--name", "cut", "busybox", "true", check=False)
+    assert r.returncode != 0
+    assert d.proc is not None and d.proc.wait(10) == -9
+    assert len(os.listdir(d.root / "containers")) == len(before[2]) + 1  # left by the crash
+    d.start()
+    wait_for(lambda: _footprint(d) == before, timeout=15, what="the cut create undone")
+    assert d.ctr("-n", "moby", "containers", "ls", "-q").stdout.strip() == ""
+    dk(d, "create", "--name", "cut", "busybox", "true")  # the name is free again
+    dk(d, "rm", "cut")
