@@ -419,3 +419,19 @@ def test_create_cut_by_a_crash_is_undone(engine_daemon: EngineDaemon) -> None:
     assert d.ctr("-n", "moby", "containers", "ls", "-q").stdout.strip() == ""
     dk(d, "create", "--name", "cut", "busybox", "true")  # the name is free again
     dk(d, "rm", "cut")
+
+
+def test_readonly_seccomp_devices_shm(d: EngineDaemon) -> None:
+    out = d.docker("run", "--rm", "--read-only", "--tmpfs", "/scratch", "--shm-size", "8m",
+                   "--device", "/dev/zero:/dev/myzero:r", "busybox", "sh", "-c",
+                   "touch /x 2>&1; touch /scratch/y && echo tmpfs-ok; df -k /dev/shm | tail -1; "
+                   "head -c 4 /dev/myzero | od -An -tx1; unshare -n true 2>&1; echo unshare=$?", check=False)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "Read-only file system" in text and "tmpfs-ok" in text
+    assert " 8192 " in text  # the shm size
+    assert "00 00 00 00" in text  # the mapped device
+    assert "unshare=1" in text or "unshare=0" not in text  # the default seccomp profile refuses new namespaces
+    out = d.docker("run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c", "unshare -n true; echo $?",
+                   check=False)
+    assert out.stdout.strip().endswith("0"), out.stdout + out.stderr  # granted with CAP_SYS_ADMIN, as Docker
