@@ -228,30 +228,38 @@ class Server:
             return pid
         from engine.runtime import tty
 
-        path = os.path.join(self.task.state_dir, f"console-{os.getpid()}-{len(self.task.execs)}.sock")
-        lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            lst.bind(path)
-            lst.listen(1)
-            if self.task.backend.name == "engine" and not io.exec_id:
-                a, b = tty.console_pair()
-                try:
-                    pid = call(None, b.fileno(), None)
-                finally:
-                    b.close()
-                conn = a
-            else:
+        if self.task.backend.name == "engine" and not io.exec_id:
+            a, b = tty.console_pair()  # the in-process runtime hands the master over a socketpair
+            try:
+                pid = call(None, b.fileno(), None)
+            finally:
+                b.close()
+            try:
+                master = tty.recv_master(a)
+            finally:
+                a.close()
+        else:
+            # a console socket for the runtime to send the master through, in a short private directory:
+            # the state dir (<root>/shims/<ns>/<64-hex id>) can exceed AF_UNIX's 107-byte path limit
+            sockdir = _private_dir("/tmp", f"engine-tty-{os.getpid()}")
+            path = os.path.join(sockdir, "console.sock")
+            lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                lst.bind(path)
+                lst.listen(1)
                 pid = call(None, -1, path)
                 lst.settimeout(10)
                 conn, _ = lst.accept()
-            try:
-                master = tty.recv_master(conn)
+                try:
+                    master = tty.recv_master(conn)
+                finally:
+                    conn.close()
             finally:
-                conn.close()
-        finally:
-            lst.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+                lst.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                with contextlib.suppress(OSError):
+                    os.rmdir(sockdir)
         io.set_master(master)
         io.spawned()
         return pid
@@ -490,3 +498,15 @@ def _str(p: dict, key: str, required: bool = False) -> str:
     if not isinstance(v, str) or (required and not v):
         raise InvalidArgument(f"{key} must be a non-empty string" if required else f"{key} must be a string")
     return v
+
+
+def _private_dir(parent: str, prefix: str) -> str:
+    """A new 0700 directory `parent`/`prefix`-N (mkdir is atomic: an existing name is skipped, never reused)."""
+    for n in range(1000):
+        path = os.path.join(parent, f"{prefix}-{n}")
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(errno.EEXIST, f"no free directory name under {parent} for {prefix}")
