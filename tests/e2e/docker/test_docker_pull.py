@@ -122,3 +122,34 @@ def test_docker_pull_bad_blob_fails_in_the_stream(env: tuple[EngineDaemon, TestR
     assert "Pulling from corrupt" in proc.stdout  # the stream had started: the error is its last line
     assert f"failed to verify sha256:{hexd}" in proc.stderr
     assert f"{reg.host}/corrupt:1" not in moby_images(d)
+
+
+def test_daemon_killed_during_pull_resumes_after_restart(env: tuple[EngineDaemon, TestRegistry, TestRegistry],
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENGINE_FAULT_PULL=layer:partial SIGKILLs the daemon after the first MiB of a layer is written."""
+    _, reg, _ = env
+    layout, _ = random_oci_layout(tmp_path / "k", [3 << 20], seed=13)
+    reg.skopeo_copy(f"oci:{layout}", "killed:1")
+    d = EngineDaemon()
+    try:
+        monkeypatch.setenv("ENGINE_FAULT_PULL", "layer:partial")
+        d.start()
+        monkeypatch.delenv("ENGINE_FAULT_PULL")
+        proc = docker(d, "pull", f"{reg.host}/killed:1", check=False)
+        assert proc.returncode != 0
+        assert d.proc is not None and d.proc.wait(10) == -9
+        d.start()  # the environment no longer has the fault
+        assert f"{reg.host}/killed:1" not in moby_images(d)  # no dangling record
+        active = d.ctr("-n", "moby", "content", "active").stdout
+        assert "pull-sha256:" in active  # the partial ingest survived, kept by the pull's lease
+        out = docker(d, "pull", f"{reg.host}/killed:1").stdout
+        assert f"Status: Downloaded newer image for {reg.host}/killed:1" in out
+        assert "pull-sha256:" not in d.ctr("-n", "moby", "content", "active").stdout
+        assert docker(d, "run", "--rm", f"{reg.host}/killed:1", "ls", "/data").stdout.split() == ["s1300"]
+        started = d.request("GET", "/engine/journal?type=content.ingest_started")[1]
+        text = started.decode() if isinstance(started, bytes) else json.dumps(started)
+        big = max(json.loads(reg.get("/v2/killed/manifests/1", {"Accept": images.OCI_MANIFEST})[1])["layers"],
+                  key=lambda x: x["size"])["digest"]
+        assert sum(f"pull-{big}" in line for line in text.splitlines()) == 1  # resumed, not started over
+    finally:
+        d.cleanup()
