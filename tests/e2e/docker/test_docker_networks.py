@@ -81,3 +81,76 @@ def test_default_subnet_and_prune(d: EngineDaemon) -> None:
     out = d.docker("network", "prune", "-f", "--filter", "label=p=1").stdout
     assert "n-auto" in out
     assert "n-auto" not in d.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+
+
+@pytest.fixture(scope="module")
+def busybox(d: EngineDaemon) -> str:
+    from tests.support.images import import_busybox
+
+    return import_busybox(d)
+
+
+def _wget(d: EngineDaemon, net: str, url: str, check: bool = True):  # type: ignore[no-untyped-def]
+    return d.docker("run", "--rm", "--network", net, "busybox", "wget", "-q", "-O", "-", url, check=check,
+                    timeout=30)
+
+
+def test_containers_reach_each_other_by_name_and_alias_not_across_networks(d: EngineDaemon, busybox: str) -> None:
+    d.docker("network", "create", "--subnet", _subnet(), "n-app")
+    d.docker("network", "create", "--subnet", _subnet(), "n-other")
+    try:
+        d.docker("run", "-d", "--name", "web", "--network", "n-app", "--network-alias", "www", "busybox",
+                 "sh", "-c", "mkdir -p /w && echo hi-there > /w/index.html && exec httpd -f -p 80 -h /w")
+        info = json.loads(d.docker("network", "inspect", "n-app").stdout)[0]
+        (ep,) = info["Containers"].values()
+        assert ep["Name"] == "web" and ep["IPv4Address"].endswith("/24") and ep["MacAddress"].startswith("02:42:")
+        r = d.docker("run", "--rm", "--network", "n-app", "busybox", "nslookup", "www", timeout=30)
+        assert ep["IPv4Address"].split("/")[0] in r.stdout
+        out = ""
+        for _ in range(20):
+            r = _wget(d, "n-app", "http://web/", check=False)
+            out = r.stdout
+            if r.returncode == 0:
+                break
+        assert out.strip() == "hi-there"
+        assert _wget(d, "n-app", "http://www/").stdout.strip() == "hi-there"
+        # another network: neither the name nor the address
+        assert _wget(d, "n-other", "http://web/", check=False).returncode != 0
+        ip = ep["IPv4Address"].split("/")[0]
+        r = d.docker("run", "--rm", "--network", "n-other", "busybox", "sh", "-c",
+                     f"echo GET / | nc -w 2 {ip} 80 && echo connected", check=False, timeout=30)
+        assert "connected" not in r.stdout and "hi-there" not in r.stdout
+        r = d.docker("run", "--rm", "--network", "n-app", "busybox", "sh", "-c",
+                     f"echo GET / | nc -w 2 {ip} 80 && echo connected", check=False, timeout=30)
+        assert "connected" in r.stdout  # the same probe on the right network does connect
+        r = d.docker("network", "rm", "n-app", check=False)
+        assert r.returncode != 0 and "has active endpoints" in r.stderr
+    finally:
+        d.docker("rm", "-f", "web", check=False)
+        d.docker("network", "rm", "n-app", "n-other", check=False)
+
+
+def test_published_port_from_localhost(d: EngineDaemon, busybox: str) -> None:
+    name = "pub-" + secrets_hex()
+    d.docker("run", "-d", "--name", name, "-p", "127.0.0.1::80", "busybox", "sh", "-c",
+             "mkdir -p /w && echo pub > /w/index.html && exec httpd -f -p 80 -h /w")
+    try:
+        port = d.docker("port", name, "80/tcp").stdout.strip().rsplit(":", 1)[1]
+        import subprocess
+        import time
+
+        for _ in range(30):
+            r = subprocess.run(["/bin/busybox", "wget", "-q", "-O", "-", f"http://127.0.0.1:{port}/"],
+                               capture_output=True, text=True, timeout=10)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert r.stdout.strip() == "pub"
+    finally:
+        d.docker("rm", "-f", name, check=False)
+
+
+def secrets_hex() -> str:
+    import secrets
+
+    return secrets.token_hex(3)
