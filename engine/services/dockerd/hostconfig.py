@@ -168,7 +168,7 @@ def validate_host_config(hc: dict[str, Any]) -> None:  # noqa: C901 (one check p
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
     ncpu = os.cpu_count() or 1
     if nano < 0 or nano > ncpu * 1_000_000_000:
-        raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+        raise InvalidArgument(f"range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
     period, quota = hc.get("CpuPeriod") or 0, hc.get("CpuQuota") or 0
     if period and not 1000 <= period <= 1_000_000:
         raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")

@@ -13,7 +13,7 @@ from engine.services.dockerd import hostconfig, mounts, names
     ({"MemorySwap": 64 << 20}, "You should always set the Memory limit when using Memoryswap limit"),
     ({"Memory": 64 << 20, "MemorySwap": 32 << 20}, "Minimum memoryswap limit should be larger than memory limit"),
     ({"NanoCpus": 10**9, "CpuPeriod": 100000}, "Conflicting options: Nano CPUs and CPU Period"),
-    ({"NanoCpus": 1000 * 10**9}, "Range of CPUs is from 0.01 to"),
+    ({"NanoCpus": 1000 * 10**9}, "range of CPUs is from 0.01 to"),
     ({"CpusetCpus": "0-999"}, "Requested CPUs are not available"),
     ({"CpusetCpus": "x"}, "Invalid value x for cpuset cpus"),
     ({"RestartPolicy": {"Name": "sometimes"}}, "invalid restart policy: unknown policy 'sometimes'"),
