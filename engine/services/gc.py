@@ -277,25 +277,39 @@ class GarbageCollector:
 
         sub = self.journal.subscribe(match=wanted, internal=True)
         it = sub.__aiter__()
+        # one pending __anext__ at a time, never cancelled: cancelling it (asyncio.wait_for's timeout) would
+        # close the subscription's generator and end the scheduler after its first run
+        pending: asyncio.Task | None = None
+
+        async def next_event(timeout: float) -> bool:
+            nonlocal pending
+            if pending is None:
+                pending = asyncio.ensure_future(it.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=timeout)
+            if not done:
+                return False
+            task, pending = pending, None
+            task.result()  # StopAsyncIteration when the journal closed
+            return True
+
         try:
             while True:
-                try:
-                    await asyncio.wait_for(it.__anext__(), period_s)
+                if await next_event(period_s):
                     await asyncio.sleep(debounce_s)
-                    while True:  # drain what arrived meanwhile: one run for the burst
-                        try:
-                            await asyncio.wait_for(it.__anext__(), 0.001)
-                        except TimeoutError:
-                            break
-                except TimeoutError:
-                    pass
+                    while await next_event(0):  # what arrived meanwhile: one run for the burst
+                        pass
                 try:
                     await self.collect()
                 except EngineError as err:
                     log.warning("scheduled garbage collection failed: %s", err)
                 except Exception:
                     log.exception("scheduled garbage collection failed")
+        except StopAsyncIteration:
+            return
         finally:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
             await sub.aclose()
 
     def _unmarked_snapshots(self, tx: sqlite3.Cursor, now_ns: int) -> list[tuple[str, str, str]]:

@@ -69,6 +69,16 @@ async def test_scheduler_collects_after_a_deletion() -> None:
                 break
             await asyncio.sleep(0.02)
         assert await _keys(s) == set() and await s.content.list(NS) == []
+        # and again: the scheduler keeps running after its first collection
+        name = await ingest(s, busybox_oci_archive(root, "busybox:sched2"))
+        await unpack(s, NS, name, actor=ACTOR)
+        await s.images.delete(NS, name, actor=ACTOR)
+        for _ in range(200):
+            if not await _keys(s) and not await s.content.list(NS):
+                break
+            await asyncio.sleep(0.02)
+        assert await _keys(s) == set() and await s.content.list(NS) == []
+        assert not task.done()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
