@@ -91,7 +91,7 @@ def play(ctr: Ctr, steps: list[tuple[str, ...]]) -> list[tuple[int, str, str]]:
 _NORMALISE = [
     (re.compile(r"\d{4}-\d\d-\d\d[T ][\d:.]+(Z| \+0000 UTC)"), "<time>"),
     (re.compile(r'time="[^"]+"'), 'time="<time>"'),
-    (re.compile(r"Less than a second|About a minute|\d+ (seconds|minutes)"), "<age>"),
+    (re.compile(r"Less than a second|About a minute|\d+ (second|minute)s?"), "<age>"),
     (re.compile(r"'([^'\s]*)'"), r'"\1"'),
     (re.compile(r'\\"'), '"'),
     (re.compile(r'snapshot "?([^"\s:]+)"?: already exists'), r'snapshot "\1": already exists'),
@@ -119,7 +119,7 @@ def content_rows(out: str) -> dict[str, str]:
     rows = {}
     for line in out.splitlines()[1:]:
         if line.strip():
-            *head, labels = line.split("\t")
+            *head, labels = [f for f in line.split("\t") if f]  # tabs pad the columns: drop empty fields
             rows[head[0]] = "\t".join([*head, ",".join(sorted(labels.split(",")))])
     return rows
 
