@@ -48,7 +48,8 @@ class _App(typer.Typer):
             path = err.ctx.command_path if err.ctx is not None else "engine"
             msg = " ".join(err.format_message().split())
             typer.echo(f"{path}: {msg} (see '{path} --help')", err=True)
-            sys.exit(1)
+            # docker exits 125 when run/create/exec cannot even be sent (its code for "the CLI failed")
+            sys.exit(125 if err.ctx is not None and err.ctx.info_name in ("run", "create", "exec") else 1)
         except _clk.exceptions.ClickException as err:
             typer.echo(" ".join(err.format_message().split()), err=True)
             sys.exit(1)

@@ -437,3 +437,9 @@ def test_container_group(api: FakeAPI) -> None:
     assert engine(api, "container", "inspect", "-f", "{{.Id}}", "web").stdout.decode() == CID + "\n"
     api.route("POST", "/containers/web/stop", Resp(204))
     assert engine(api, "container", "stop", "web").stdout == b"web\n"
+
+
+def test_usage_errors_exit_125_for_run_and_1_elsewhere(api: FakeAPI) -> None:
+    p = engine(api, "run", "--no-such-flag", "busybox")
+    assert p.returncode == 125 and b"No such option: --no-such-flag" in p.stderr and not api.requests
+    assert engine(api, "ps", "--no-such-flag").returncode == 1
