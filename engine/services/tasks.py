@@ -213,11 +213,12 @@ class TaskService:
     # ---- commands --------------------------------------------------------------------------------
     async def create(self, namespace: str, container_id: str, *, rootfs_mounts: Sequence[Any] = (), stdin: str = "",
                      stdout: str = "", stderr: str = "", terminal: bool = False, checkpoint: str | None = None,
-                     options: Any = None, log: dict | None = None, actor: str) -> Task:
+                     options: Any = None, log: dict | None = None, open_stdin: bool = False, actor: str) -> Task:
         """Write the bundle, mount the rootfs, start a shim and create the container's init in it.
 
         `log` ({path, max_size, max_file}) makes the shim write the output itself in Docker's json-file
-        format, so nothing printed while the daemon is down is lost.
+        format, so nothing printed while the daemon is down is lost. `open_stdin` gives the process a stdin
+        pipe that ``write_stdin`` feeds (Docker's ``-i`` without a FIFO of the client's).
         """
         validate_name(namespace)
         if checkpoint:
@@ -254,7 +255,7 @@ class TaskService:
                 client = await ShimClient.connect(str(sock))
                 self._clients[key] = client
                 res = await client.create(str(bundle), stdin=stdin, stdout=stdout, stderr=stderr, terminal=terminal,
-                                          open_stdin=bool(stdin), log=log)
+                                          open_stdin=bool(stdin) or open_stdin, log=log)
             except BaseException as err:
                 from engine.services.task_recovery import teardown
 

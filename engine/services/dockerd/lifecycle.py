@@ -141,7 +141,7 @@ class Lifecycle:
                           "max_size": hostconfig.log_max_size(opts["max-size"]) if opts.get("max-size") else -1,
                           "max_file": int(opts.get("max-file") or 1)}
             await s.tasks.create(NAMESPACE, cid, rootfs_mounts=mounts, terminal=bool(c.config.get("Tty")),
-                                 log=logopt, actor=actor)
+                                 log=logopt, open_stdin=bool(c.config.get("OpenStdin")), actor=actor)
         except EngineError as err:
             await netattach.stop(s, cid, actor=actor)
             await self._append([rec.DockerContainerStartFailed(id=cid, error=str(err)[:1024],
