@@ -3,8 +3,10 @@
 Modules: ``record`` (the Docker container record, its events and projection), ``containers``
 (``DockerContainerService``: create, lookups, rename, update), ``lifecycle`` (start, stop, kill, restart,
 pause, wait, remove, prune, the exit monitor and restart policies), ``hostconfig`` (Docker's Config/HostConfig
-checks, defaults and the image merge), ``spec`` (Docker's defaults → an OCI spec), ``names`` (generated
-names), ``inspect`` (Docker's JSON shapes: ContainerInspect, the list's summaries); and the stream half:
+checks, defaults and the image merge), ``spec`` (Docker's defaults → an OCI spec), ``mounts`` (``-v`` and
+``--mount``), ``netattach`` (the container's sandbox, endpoints and published ports over
+engine/services/networks), ``names`` (generated names), ``inspect`` (Docker's JSON shapes: ContainerInspect,
+the list's summaries); ``healthmon`` (the health-check runner); and the stream half:
 ``exec``, ``logs``, ``rootfs``, ``stream_events``, ``restart``, ``health``.
 
 Interface for the stream endpoints (stable): ``services.docker`` is a ``DockerContainerService`` with
