@@ -55,7 +55,7 @@ CONTAINER_ACTIONS: dict[str, str] = {
     "docker_stream.detached": "detach",
     "docker_stream.resized": "resize",
     "docker_stream.top_listed": "top",
-    "docker_stream.path_read": "archive-path",
+    "docker_stream.path_accessed": "archive-path",
     "docker_stream.extracted": "extract-to-dir",
     "docker_stream.exported": "export",
     "docker_exec.created": "exec_create",

@@ -50,7 +50,7 @@ class ContainerTopListed(_Stream, frozen=True):
 class ContainerPathRead(_Stream, frozen=True):
     """A path was statted or archived out of the container (Docker ``archive-path``)."""
 
-    TYPE: ClassVar[str] = "docker_stream.path_read"
+    TYPE: ClassVar[str] = "docker_stream.path_accessed"
     path: str
 
 

@@ -294,7 +294,7 @@ def test_cp_both_ways_with_symlinks_inside(d: EngineDaemon, sleeper: str, tmp_pa
     d.docker("cp", f"{sleeper}:/data/tree", str(tmp_path / "back"))
     assert (tmp_path / "back" / "sub" / "x").read_text() == "x\n"
     kinds = {e["type"] for e in journal(d, "type=docker_stream.*")}
-    assert {"docker_stream.path_read", "docker_stream.extracted"} <= kinds
+    assert {"docker_stream.path_accessed", "docker_stream.extracted"} <= kinds
 
 
 def test_cp_stopped_container_and_missing_paths(d: EngineDaemon, tmp_path: Path) -> None:
