@@ -164,8 +164,9 @@ async def render(services: Services, env: Envelope) -> dict[str, Any] | None:
     if env.type == "task.killed" and ev.get("exec_id"):
         return None
     exec_id = ev.get("exec_id", "") if action.startswith("exec_") else ""
-    created, name, started, cmd = await services.journal.run_read(
-        lambda conn: _context(conn, env.subject, env.seq, exec_id))  # type: ignore[misc]
+    context: tuple[dict[str, Any] | None, str, int, list[str]] = await services.journal.run_read(
+        lambda conn: _context(conn, env.subject, env.seq, exec_id))  # type: ignore[assignment]
+    created, name, started, cmd = context
     if created is None:
         return None
     attrs: dict[str, str] = {**(created.get("labels") or {}), "image": created.get("image", ""),

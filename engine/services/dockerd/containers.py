@@ -25,6 +25,7 @@ makes the daemon SIGKILL itself there, for the tests).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import os
@@ -77,15 +78,16 @@ class DockerContainerService(Lifecycle):
             raise NotFound(f"No such container: {cid}")
         return c  # type: ignore[return-value]
 
-    async def list(self) -> list[DockerContainer]:
+    async def list(self) -> builtins.list[DockerContainer]:
         return await self.journal.run_read(rec.read_all)  # type: ignore[return-value]
 
     async def resolve(self, ref: str) -> DockerContainer:
-        def q(conn: sqlite3.Connection) -> tuple[list[str], DockerContainer | None]:
+        def q(conn: sqlite3.Connection) -> tuple[builtins.list[str], DockerContainer | None]:
             ids = rec.lookup(conn, ref)
             return ids, (rec.read(conn, ids[0]) if len(ids) == 1 else None)
 
-        ids, c = await self.journal.run_read(q)  # type: ignore[misc]
+        found: tuple[builtins.list[str], DockerContainer | None] = await self.journal.run_read(q)  # type: ignore[assignment]
+        ids, c = found
         if len(ids) > 1:
             raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
         if c is None:
@@ -116,7 +118,7 @@ class DockerContainerService(Lifecycle):
         raise NotFound(f"No such image: {shown}")
 
     # ---- create -------------------------------------------------------------------------------------
-    async def create(self, body: Any, *, name: str = "", actor: str) -> tuple[DockerContainer, list[str]]:
+    async def create(self, body: Any, *, name: str = "", actor: str) -> tuple[DockerContainer, builtins.list[str]]:
         """Docker's POST /containers/create; returns the record and warnings."""
         if not isinstance(body, dict):
             raise InvalidArgument("config cannot be empty in order to create a container")
@@ -141,6 +143,7 @@ class DockerContainerService(Lifecycle):
         specmod.capabilities(hc)  # unknown capabilities are a 400 now, not at start
         points = mountmod.parse_binds(hc.get("Binds") or []) + mountmod.parse_mounts(hc.get("Mounts") or [])
         mountmod.check_duplicates(points, hc.get("Tmpfs"))
+        points += await self._volumes_from(hc.get("VolumesFrom") or [], points)
         await self._check_network(hc)
         networking = body.get("NetworkingConfig") or {}
         if not isinstance(networking, dict):
@@ -164,7 +167,7 @@ class DockerContainerService(Lifecycle):
         if net == "host" and not cfg.get("Hostname"):
             cfg["Hostname"] = os.uname().nodename
 
-        def decide(tx: sqlite3.Cursor) -> list[Any]:
+        def decide(tx: sqlite3.Cursor) -> builtins.list[Any]:
             n = c.name
             if n:
                 holder = rec.by_name(tx, n)
@@ -176,7 +179,7 @@ class DockerContainerService(Lifecycle):
             return [rec.DockerContainerCreateRequested(id=cid, container=c)]
 
         await self.journal.append(decide, namespace=NAMESPACE, actor=actor)
-        undo: list[Any] = []
+        undo: builtins.list[Any] = []
         try:
             await self._materialise(c, resolved, points, undo, actor=actor)
         except BaseException as err:
@@ -194,6 +197,26 @@ class DockerContainerService(Lifecycle):
                             "Memory limited without swap.")
         return await self.get(cid), warnings
 
+    async def _volumes_from(self, specs: builtins.list[str],
+                            have: builtins.list[mountmod.MountPoint]) -> builtins.list[mountmod.MountPoint]:
+        """``--volumes-from CONTAINER[:ro|rw]``: that container's volumes and binds (not its tmpfs), with its
+        modes unless ro/rw is given, where this container mounts nothing at the same destination."""
+        out: builtins.list[mountmod.MountPoint] = []
+        for spec in specs:
+            ref, _, mode = spec.partition(":")
+            if mode not in ("", "ro", "rw") or not ref:
+                raise InvalidArgument(f"invalid mode for volumes-from: {spec}")
+            other = await self.resolve(ref)
+            for m in other.mounts:
+                p = mountmod.MountPoint(**m)
+                if p.type == "tmpfs" or any(q.destination == p.destination for q in [*have, *out]):
+                    continue
+                if mode:
+                    p.rw = mode == "rw"
+                p.create_source = False
+                out.append(p)
+        return out
+
     async def _check_network(self, hc: dict[str, Any]) -> None:
         mode = hc.get("NetworkMode") or "bridge"
         if mode.startswith("container:"):
@@ -203,7 +226,7 @@ class DockerContainerService(Lifecycle):
         await netattach.check(self.services, hc)
 
     async def _materialise(self, c: DockerContainer, resolved: image_unpack.Resolved,
-                           points: list[mountmod.MountPoint], undo: list[Any], *, actor: str) -> None:
+                           points: builtins.list[mountmod.MountPoint], undo: builtins.list[Any], *, actor: str) -> None:
         s = self.services
         assert s.snapshots is not None and s.containers is not None
         await asyncio.to_thread(self._write_files, c)
@@ -272,7 +295,7 @@ class DockerContainerService(Lifecycle):
             fd = os.open(c.log_path, os.O_CREAT | os.O_WRONLY, 0o640)
             os.close(fd)
 
-    async def _undo_create(self, c: DockerContainer, undo: list[Any], err: BaseException, *, actor: str) -> None:
+    async def _undo_create(self, c: DockerContainer, undo: builtins.list[Any], err: BaseException, *, actor: str) -> None:
         s = self.services
         for kind, what in reversed(undo):
             try:
@@ -309,7 +332,7 @@ class DockerContainerService(Lifecycle):
         await self.journal.append([rec.DockerContainerRenamed(id=c.id, name=full, old_name=c.name)],
                                   namespace=NAMESPACE, actor=actor, check=check)
 
-    async def update(self, ref: str, body: Any, *, actor: str) -> list[str]:
+    async def update(self, ref: str, body: Any, *, actor: str) -> builtins.list[str]:
         """``docker update``: resources (applied to the running task) and the restart policy."""
         if not isinstance(body, dict):
             raise InvalidArgument("invalid update config: expected a JSON object")

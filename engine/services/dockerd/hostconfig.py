@@ -21,7 +21,7 @@ from engine.services.dockerd import health, restart
 
 MIN_MEMORY = 6 * 1024 * 1024
 DEFAULT_SHM = 64 * 1024 * 1024
-_GO = {str: "string", int: "int64", bool: "bool", list: "array", dict: "object", float: "number"}
+_GO: dict[Any, str] = {str: "string", int: "int64", bool: "bool", list: "array", dict: "object", float: "number"}
 
 # field -> expected Python type ("strs" list of strings, "strmap" dict of strings, "list", "dict")
 CONFIG_TYPES: dict[str, Any] = {
@@ -54,7 +54,8 @@ def _jtype(v: Any) -> str:
         return "bool"
     if isinstance(v, (int, float)):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(v), "value")
+    names: dict[Any, str] = {str: "string", list: "array", dict: "object"}
+    return names.get(type(v), "value")
 
 
 def _bad(struct: str, field: str, v: Any, go: str) -> InvalidArgument:
@@ -82,7 +83,7 @@ def check_types(doc: dict[str, Any], types: dict[str, Any], struct: str) -> None
             if not isinstance(v, bool):
                 raise _bad(struct, key, v, "bool")
         elif not isinstance(v, want):
-            raise _bad(struct, key, v, _GO.get(want, "value"))
+            raise _bad(struct, key, v, _GO.get(want, "value") if isinstance(want, type) else "value")
 
 
 def parse_cpuset(spec: str) -> set[int]:

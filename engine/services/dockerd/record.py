@@ -201,10 +201,9 @@ def _save(tx: sqlite3.Cursor, c: DockerContainer, t: int) -> None:
 def apply(env: Envelope, tx: sqlite3.Cursor) -> None:  # noqa: C901 (one branch per event type)
     ev, ns, t = env.event, env.namespace, env.time_ns
     if isinstance(ev, DockerContainerCreateRequested):
-        c = msgspec.structs.replace(ev.container, created=t, namespace=ns,
-                                    state=State(status=CREATING))
+        new = msgspec.structs.replace(ev.container, created=t, namespace=ns, state=State(status=CREATING))
         tx.execute("INSERT INTO docker_containers(namespace, id, name, status, record, created_ns, updated_ns)"
-                   " VALUES (?,?,?,?,?,?,?)", (ns, c.id, c.name, CREATING, _enc.encode(c).decode(), t, t))
+                   " VALUES (?,?,?,?,?,?,?)", (ns, new.id, new.name, CREATING, _enc.encode(new).decode(), t, t))
         return
     if isinstance(ev, (DockerContainerCreateFailed, DockerContainerRemoved)):
         tx.execute("DELETE FROM docker_containers WHERE namespace = ? AND id = ?", (ns, ev.id))
@@ -214,9 +213,10 @@ def apply(env: Envelope, tx: sqlite3.Cursor) -> None:  # noqa: C901 (one branch 
     cid = ev.id if isinstance(ev, _Ev) else getattr(ev, "container_id", "")
     if ns != NAMESPACE and not isinstance(ev, _Ev):
         return
-    c = _load(tx, ns, cid)
-    if c is None:
+    found = _load(tx, ns, cid)
+    if found is None:
         return
+    c = found
     s = c.state
     if isinstance(ev, DockerContainerCreated):
         s.status, c.mounts, c.volumes = CREATED, list(ev.mounts), list(ev.volumes)

@@ -122,7 +122,7 @@ def capabilities(host_config: dict[str, Any]) -> list[str]:
 
 def seccomp_profile(caps: list[str]) -> dict[str, Any]:
     """The default profile for a container with these capabilities (see the module docstring)."""
-    allowed = set()
+    allowed: set[str] = set()
     for cap, names in _GATED.items():
         if cap is not None and cap in caps:
             allowed.update(names)
