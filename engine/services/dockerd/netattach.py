@@ -151,6 +151,9 @@ async def settings(services: Services, c: DockerContainer) -> tuple[dict[str, An
     mode = _mode(c)
     if nets is None or mode.startswith("container:"):
         return {}, {}
+    ports: dict[str, Any] = {key: None for key in (c.config.get("ExposedPorts") or {})}
+    if c.state.status not in ("running", "paused", "restarting"):
+        return {}, ports  # endpoints live from the start to the exit: nothing to read
     eps = await nets.endpoints(container_id=c.id)
     out: dict[str, Any] = {}
     for e in eps:
@@ -164,9 +167,6 @@ async def settings(services: Services, c: DockerContainer) -> tuple[dict[str, An
                          "Gateway": "" if net.internal else net.gateway, "IPAddress": e.ip, "IPPrefixLen": prefix,
                          "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
                          "DNSNames": ([n for n in [c.short_name, *e.aliases, c.id[:12]] if n] if net.dns else None)}
-    ports: dict[str, Any] = {}
-    for key in (c.config.get("ExposedPorts") or {}):
-        ports.setdefault(key, None)
     for p in await nets.ports(c.id):
         key = f"{p.container_port}/{p.proto}"
         if ports.get(key) is None:
