@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -94,6 +95,28 @@ def default_pools(configured: list[object] | None = None) -> Iterator[IPv4Net]:
     for second in range(18, 31):
         yield IPv4Net(f"172.{second}.0.0/16")
     yield from IPv4Net("192.168.0.0/16").subnets(new_prefix=20)
+
+
+def default_bridge_pool(bip: str, prefix: str, taken: list[str]) -> Pool:
+    """The default bridge's pool: --bip as given (gateway/prefix), else 172.31.0.0/16 when nothing routes
+    there, else (a second daemon, a test daemon) a /24 of 10.224.0.0/12 chosen from the network prefix's
+    hash and then scanned, skipping whatever is taken."""
+    if bip:
+        iface = ipaddress.IPv4Interface(bip)
+        if iface.ip == iface.network.network_address:
+            return make_pool(str(iface.network))
+        return make_pool(str(iface.network), str(iface.ip))
+    used = [IPv4Net(t) for t in taken]
+    first = IPv4Net(DEFAULT_BRIDGE_CIDR, strict=False)
+    if not any(first.overlaps(u) for u in used):
+        return make_pool(str(first))
+    space = list(IPv4Net("10.224.0.0/12").subnets(new_prefix=24))
+    start = zlib.crc32(prefix.encode()) % len(space)
+    for i in range(len(space)):
+        cand = space[(start + i * 7919) % len(space)]
+        if not any(cand.overlaps(u) for u in used):
+            return make_pool(str(cand))
+    raise Conflict("could not find a free subnet for the default bridge: set --bip")
 
 
 def pick_subnet(candidates: Iterable[IPv4Net], taken: Iterable[str]) -> str:

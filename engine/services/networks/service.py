@@ -76,15 +76,15 @@ class EndpointSettings:
 
 class NetworkService:
     def __init__(self, journal: Journal, *, prefix: str = "engine", exec_root: str | Path = "/run/engine",
-                 bridge_name: str = "", bridge_cidr: str = ipam.DEFAULT_BRIDGE_CIDR, mtu: int = 0,
+                 bridge_name: str = "", bridge_cidr: str = "", mtu: int = 0,
                  default_pools: list[object] | None = None, dns_forwarders: list[str] | None = None) -> None:
         self.journal = journal
         self.prefix = prefix
         self.table = prefix
         self.netns_dir = Path(exec_root) / "netns"
         self.bridge_name = bridge_name or f"{prefix}0"
-        iface = ipaddress.IPv4Interface(bridge_cidr)
-        self.bridge_pool = ipam.Pool(str(iface.network), str(iface.ip))
+        # "" = choose at the first start (--bip unset): 172.31.0.0/16 when free, as dockerd picks docker0's
+        self.bridge_cidr = bridge_cidr
         self.mtu = mtu
         self.default_pools = default_pools
         self.dns = dnsmod.EmbeddedDNS(self._dns_lookup, dns_forwarders)
@@ -95,7 +95,7 @@ class NetworkService:
     @classmethod
     def from_config(cls, journal: Journal, config: Config) -> NetworkService:
         return cls(journal, prefix=config.network_prefix, exec_root=config.exec_root, bridge_name=config.bridge,
-                   bridge_cidr=config.bip or ipam.DEFAULT_BRIDGE_CIDR, mtu=config.mtu,
+                   bridge_cidr=config.bip, mtu=config.mtu,
                    default_pools=config.default_address_pools, dns_forwarders=config.dns or None)
 
     # ---- names -------------------------------------------------------------------------------
@@ -113,15 +113,19 @@ class NetworkService:
 
     async def ensure_builtin(self) -> None:
         """Docker's predefined networks bridge, host and none (records only; the bridge is made on use)."""
-        have = {n.name for n in await self._read(model.networks)}
+        nets = await self._read(model.networks)
+        have = {n.name for n in nets}
         events: list[Event] = []
+        if "bridge" not in have:
+            routes = [str(r) for r in await asyncio.to_thread(links.host_routes)]
+            pool = ipam.default_bridge_pool(self.bridge_cidr, self.prefix, routes + [n.subnet for n in nets if n.subnet])
         for name, driver in (("bridge", "bridge"), ("host", "host"), ("none", "null")):
             if name in have:
                 continue
             ev = NetworkCreated(id=secrets.token_hex(32), name=name, driver=driver, builtin=True)
             if name == "bridge":
                 ev = NetworkCreated(id=ev.id, name=name, driver=driver, builtin=True, bridge=self.bridge_name,
-                                    subnet=self.bridge_pool.subnet, gateway=self.bridge_pool.gateway,
+                                    subnet=pool.subnet, gateway=pool.gateway,
                                     options={"com.docker.network.bridge.default_bridge": "true",
                                              "com.docker.network.bridge.enable_icc": "true",
                                              "com.docker.network.bridge.enable_ip_masquerade": "true",
@@ -131,6 +135,10 @@ class NetworkService:
             events.append(ev)
         if events:
             await self.journal.append(events, namespace=NAMESPACE, actor="daemon", cause="recover")
+        bridge = await self.inspect("bridge")
+        # made at start, as docker0: its route then keeps other daemons (tests) from choosing its subnet
+        await asyncio.to_thread(links.ensure_bridge, bridge.bridge, bridge.gateway,
+                                ipam.Pool(bridge.subnet, "").prefixlen, self.mtu)
 
     async def create(self, name: str, *, driver: str = "bridge", internal: bool = False, attachable: bool = False,
                      labels: dict[str, str] | None = None, options: dict[str, str] | None = None, subnet: str = "",

@@ -154,3 +154,67 @@ def secrets_hex() -> str:
     import secrets
 
     return secrets.token_hex(3)
+
+
+def test_connect_disconnect_a_running_container(d: EngineDaemon, busybox: str) -> None:
+    sub = _subnet()
+    d.docker("network", "create", "--subnet", sub, "n-late")
+    name = "late-" + secrets_hex()
+    try:
+        d.docker("run", "-d", "--name", name, "busybox", "sleep", "300")
+        ip = str(ipaddress.IPv4Network(sub)[77])
+        d.docker("network", "connect", "--alias", "latecomer", "--ip", ip, "n-late", name)
+        info = json.loads(d.docker("network", "inspect", "n-late").stdout)[0]
+        assert [c["IPv4Address"] for c in info["Containers"].values()] == [f"{ip}/24"]
+        r = d.docker("exec", name, "ip", "-4", "addr")
+        assert ip in r.stdout
+        r = d.docker("network", "connect", "n-late", name, check=False)
+        assert r.returncode != 0 and "already exists in network n-late" in r.stderr
+        r = d.docker("run", "--rm", "--network", "n-late", "busybox", "nslookup", "latecomer", timeout=30)
+        assert ip in r.stdout
+        d.docker("network", "disconnect", "n-late", name)
+        assert json.loads(d.docker("network", "inspect", "n-late").stdout)[0]["Containers"] == {}
+        assert ip not in d.docker("exec", name, "ip", "-4", "addr").stdout
+        r = d.docker("network", "disconnect", "n-late", name, check=False)
+        assert r.returncode != 0 and "is not connected to network n-late" in r.stderr
+    finally:
+        d.docker("rm", "-f", name, check=False)
+        d.docker("network", "rm", "n-late", check=False)
+
+
+def test_published_port_survives_a_daemon_sigkill(busybox: str) -> None:
+    """A daemon of its own (it is killed): a connection through the published port opened before the
+    SIGKILL still carries data after it, and new connections work once the daemon is back."""
+    import socket
+
+    from tests.support.images import import_busybox
+
+    d2 = EngineDaemon()
+    try:
+        d2.start()
+        import_busybox(d2)
+        d2.docker("run", "-d", "--name", "echo", "-p", "127.0.0.1::7", "busybox", "nc", "-ll", "-p", "7", "-e", "cat")
+        port = int(d2.docker("port", "echo", "7/tcp").stdout.strip().rsplit(":", 1)[1])
+        s = None
+        for _ in range(50):
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(b"one\n")
+                if s.recv(16) == b"one\n":
+                    break
+            except OSError:
+                pass
+            import time
+
+            time.sleep(0.1)
+        assert s is not None
+        d2.kill()
+        s.sendall(b"two\n")
+        assert s.recv(16) == b"two\n"  # the kernel path needs no daemon
+        d2.start()
+        s.sendall(b"three\n")
+        assert s.recv(16) == b"three\n"  # recovery replaced the table without breaking the connection
+        s.close()
+        assert d2.docker("port", "echo", "7/tcp").stdout.strip().endswith(f":{port}")
+    finally:
+        d2.cleanup()
