@@ -197,8 +197,28 @@ class Lifecycle:
                 assert s.volumes is not None
                 p.source = await s.volumes.mount(p.name, c.id, destination=p.destination, read_write=p.rw,
                                                  actor=actor)
+                if "nocopy" not in p.mode.split(","):
+                    await self._copy_up(c, p, actor=actor)
             ctx.mounts.append(p.oci())
         return specmod.build(c, ctx)
+
+    async def _copy_up(self, c: DockerContainer, p: mountmod.MountPoint, *, actor: str) -> None:
+        """Docker's copy-up: an empty volume mounted where the image has content gets that content first."""
+        s = self.services
+        assert s.volumes is not None
+        if await asyncio.to_thread(lambda: bool(os.listdir(p.source))):
+            return
+        from engine.services.dockerd import rootfs
+
+        async with rootfs.mounted(s, c.id) as root:
+            try:
+                src = rootfs.resolve(root, p.destination)
+            except EngineError:
+                return
+            if os.path.isdir(src):
+                from pathlib import Path
+
+                await s.volumes.populate(p.name, Path(src), container=c.id, actor=actor)
 
     # ---- signals --------------------------------------------------------------------------------------
     async def kill(self, ref: str, sig: str = "", *, actor: str) -> None:

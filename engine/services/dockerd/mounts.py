@@ -119,7 +119,9 @@ def parse_mounts(mounts: list[Any]) -> list[MountPoint]:
                 raise InvalidArgument(f"invalid mount config for type \"bind\": invalid propagation mode: {prop}")
             out.append(MountPoint("bind", os.path.normpath(src), os.path.normpath(target), not ro, "", prop))
         elif kind == "volume":
-            out.append(MountPoint("volume", "", os.path.normpath(target), not ro, "", "", name=m.get("Source") or ""))
+            nocopy = bool((m.get("VolumeOptions") or {}).get("NoCopy"))
+            out.append(MountPoint("volume", "", os.path.normpath(target), not ro, "nocopy" if nocopy else "", "",
+                                  name=m.get("Source") or ""))
         elif kind == "tmpfs":
             if m.get("Source"):
                 raise InvalidArgument('invalid mount config for type "tmpfs": field Source must not be specified')
