@@ -368,7 +368,8 @@ def build(c: Any, ctx: Context) -> dict[str, Any]:  # noqa: C901 (Docker's setti
         hooks["createRuntime"] = [{"path": "/bin/sh", "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "args": [
             "sh", "-c", 'pid=$(sed -n \'s/.*"pid": *\\([0-9]*\\).*/\\1/p\'); '
             f'exec {ctx.nsenter_binary} -t "$pid" -n {ctx.ip_binary} link set lo up']}]
-    if net == "host" and (hc.get("UTSMode") or "") == "host":
+    uts_host = (hc.get("UTSMode") or "") == "host"
+    if uts_host:  # the host's hostname: no UTS namespace, and so no hostname to set
         namespaces = [n for n in namespaces if n["type"] != "uts"]
     devices, dev_rules = _devices(hc)
     if privileged:
@@ -412,6 +413,9 @@ def build(c: Any, ctx: Context) -> dict[str, Any]:  # noqa: C901 (Docker's setti
     }
     if cfg.get("Domainname"):
         spec["domainname"] = cfg["Domainname"]
+    if uts_host:
+        spec.pop("hostname", None)
+        spec.pop("domainname", None)
     if hooks:
         spec["hooks"] = hooks
     return spec

@@ -185,6 +185,9 @@ def test_network_modes(d: EngineDaemon) -> None:
     assert os.readlink(f"/proc/{pid2}/ns/net") != os.readlink("/proc/self/ns/net")
     assert "none" in fmt(d, "{{json .NetworkSettings.Networks}}", "nonet")
     dk(d, "rm", "-f", "hostnet", "nonet")
+    out = dk(d, "run", "--rm", "--uts", "host", "--pid", "host", "busybox", "sh", "-c", "hostname; ls /proc | grep -c '^[0-9]'")
+    host_name, nprocs = out.split()
+    assert host_name == os.uname().nodename and int(nprocs) > 5  # the host's hostname and processes
 
 
 def test_wait_run_exit_codes_and_rm(d: EngineDaemon) -> None:

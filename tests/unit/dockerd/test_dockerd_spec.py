@@ -116,6 +116,8 @@ def test_network_modes() -> None:
     assert "network" not in {n["type"] for n in host["linux"]["namespaces"]} and "hooks" not in host
     none = build(hc={"NetworkMode": "none"})
     assert {"type": "network"} in none["linux"]["namespaces"] and none["hooks"]["createRuntime"]
+    uts = build(hc={"UTSMode": "host", "PidMode": "host", "IpcMode": "host"})
+    assert {n["type"] for n in uts["linux"]["namespaces"]} == {"mount", "network"} and "hostname" not in uts
     joined = build(hc={"NetworkMode": "container:" + "b" * 64}, netns_path="/proc/9/ns/net")
     assert {"type": "network", "path": "/proc/9/ns/net"} in joined["linux"]["namespaces"]
 
