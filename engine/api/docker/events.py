@@ -62,6 +62,7 @@ CONTAINER_ACTIONS: dict[str, str] = {
     "task.exec_started": "exec_start",
     "task.exec_exited": "exec_die",
     "docker_exec.detached": "exec_detach",
+    "docker_container.committed": "commit",
 }
 # Image events (Type "image"): journal type -> (Docker action, payload field for Actor.ID, payload field for
 # the "name" attribute or ""). A reference is shown in Docker's familiar form (busybox:latest); a list field
@@ -78,7 +79,15 @@ IMAGE_ACTIONS: dict[str, tuple[str, str, str]] = {
     "image.saved": ("save", "id", "names"),
     "image.pruned": ("prune", "", ""),
 }
-MAPPED = frozenset(CONTAINER_ACTIONS) | frozenset(IMAGE_ACTIONS) | {DaemonReloaded.TYPE}
+# Volume events (Type "volume"): journal type -> Docker action; the Actor is the volume's name, with the
+# driver and, for mount/unmount, the container (and destination and read/write for mount).
+VOLUME_ACTIONS: dict[str, str] = {
+    "volume.created": "create",
+    "volume.removed": "destroy",
+    "volume.mounted": "mount",
+    "volume.unmounted": "unmount",
+}
+MAPPED = frozenset(CONTAINER_ACTIONS) | frozenset(IMAGE_ACTIONS) | frozenset(VOLUME_ACTIONS) | {DaemonReloaded.TYPE}
 _CONTEXT_TYPES = ("docker_container.created", "docker_container.renamed", "task.started")
 
 
@@ -95,6 +104,18 @@ def docker_message(env: Envelope) -> dict[str, Any] | None:
     ev = env.event
     if isinstance(ev, DaemonReloaded):
         return _message("daemon", "reload", ev.daemon_id, {"name": ev.name, **ev.attributes}, env)
+    vaction = VOLUME_ACTIONS.get(env.type)
+    if vaction is not None:
+        data = msgspec.to_builtins(ev)
+        if vaction == "unmount" and not data.get("container"):
+            return None  # recovery's cleanup of a mount, not a container's unmount
+        attrs = {"driver": data.get("driver") or "local"}
+        if vaction in ("mount", "unmount"):
+            attrs["container"] = data.get("container", "")
+        if vaction == "mount":
+            attrs.update({"destination": data.get("destination", ""), "propagation": "",
+                          "read/write": "true" if data.get("read_write", True) else "false"})
+        return _message("volume", vaction, data.get("name", env.subject), attrs, env)
     row = IMAGE_ACTIONS.get(env.type)
     if row is not None:
         action, id_field, name_field = row
@@ -183,6 +204,9 @@ async def render(services: Services, env: Envelope) -> dict[str, Any] | None:
         attrs["height"], attrs["width"] = str(ev.get("height", 0)), str(ev.get("width", 0))
     elif action == "health_status":
         action = f"health_status: {ev.get('status', '')}"
+    elif action == "commit":
+        attrs.update({"comment": ev.get("comment", ""), "imageID": ev.get("image_id", ""),
+                      "imageRef": _familiar(ev.get("ref", ""))})
     elif action in ("archive-path", "extract-to-dir"):
         attrs["path"] = ev.get("path", "")
     elif action.startswith("exec_"):

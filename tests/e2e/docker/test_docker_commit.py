@@ -5,6 +5,7 @@ new image sees the change; bad input is refused and creates nothing."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -39,6 +40,10 @@ def test_commit_then_run_sees_the_change(d: EngineDaemon) -> None:
     assert hist[0] == "add hello"
     ev = [e for e in journal(d, "type=docker_container.committed")]
     assert ev and ev[-1]["event"]["image_id"] == out and ev[-1]["event"]["ref"].endswith("mine:1")
+    shown = d.docker("events", "--since", "0", "--until", str(int(time.time()) + 1), "--filter", "event=commit",
+                     "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.imageRef}} "
+                     "{{.Actor.Attributes.comment}}").stdout.splitlines()
+    assert shown == ["commit c1 mine:1 add hello"]
     d.docker("rm", "c1")
 
 

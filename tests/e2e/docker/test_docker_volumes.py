@@ -4,6 +4,7 @@ journal records each change."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -71,3 +72,12 @@ def test_bad_json_is_400(d: EngineDaemon) -> None:
     assert status == 400 and "Name must be a string" in body["message"]
     status, body = d.request("GET", '/volumes?filters={"bogus":{"x":true}}')
     assert status == 400 and "invalid filter 'bogus'" in body["message"]
+
+
+def test_volume_events(d: EngineDaemon) -> None:
+    since = str(int(time.time()) - 1)
+    d.docker("volume", "create", "evv")
+    d.docker("volume", "rm", "evv")
+    out = d.docker("events", "--since", since, "--until", str(int(time.time()) + 1),
+                   "--filter", "type=volume", "--format", "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}}").stdout
+    assert out.splitlines()[-2:] == ["volume create evv local", "volume destroy evv local"]
