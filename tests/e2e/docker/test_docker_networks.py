@@ -218,3 +218,11 @@ def test_published_port_survives_a_daemon_sigkill(busybox: str) -> None:
         assert d2.docker("port", "echo", "7/tcp").stdout.strip().endswith(f":{port}")
     finally:
         d2.cleanup()
+
+
+def test_journal_replays_after_the_network_commands(d: EngineDaemon) -> None:
+    """Every network table rebuilt from the module's journal (creates, attaches, ports, removals) matches."""
+    status, report = d.request("POST", "/engine/journal/verify")
+    assert status == 200 and report["ok"], report
+    for table in ("networks", "net_addresses", "net_endpoints", "net_ports", "net_sandboxes"):
+        assert report["tables"][table]["ok"], table
