@@ -438,3 +438,15 @@ def test_readonly_seccomp_devices_shm(d: EngineDaemon) -> None:
     out = d.docker("run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c", "unshare -n true; echo $?",
                    check=False)
     assert out.stdout.strip().endswith("0"), out.stdout + out.stderr  # granted with CAP_SYS_ADMIN, as Docker
+
+
+def test_oom_killed(d: EngineDaemon) -> None:
+    since = str(time.time() - 1)
+    r = d.docker("run", "--name", "oomer", "--memory", "8m", "--memory-swap", "8m", "busybox", "sh", "-c",
+                 "head -c 200m /dev/zero | tail", check=False)
+    assert r.returncode == 137
+    assert fmt(d, "{{.State.OOMKilled}} {{.State.ExitCode}}", "oomer") == "true 137"
+    out = dk(d, "events", "--since", since, "--until", str(time.time() + 0.3), "--filter", "container=oomer",
+             "--filter", "event=oom", "--format", "{{.Action}}")
+    assert out == "oom"
+    dk(d, "rm", "oomer")
