@@ -2,12 +2,9 @@
 stop, restart, kill, rm, wait, pause, unpause, rename, exec, attach.
 
 `run` is docker's sequence (INTERFACES §1.2): create (a 404 "No such image" pulls the image and
-creates again), then — unless -d — attach (hijacked) and ``wait?condition=next-exit|removed`` are sent
-*before* the start, so no output and no exit is missed (the wait's response headers, which the daemon
-sends once the waiter is registered, are awaited before the start); then start, resize when there is a TTY, pump
-the stream (term.py), and exit with the wait's StatusCode. Errors before the container runs exit 125,
-or 126/127 when the daemon says the command could not be invoked / found (docker's rule on the
-message). Multi-container verbs print each name they handled and exit 1 if any failed.
+creates again), then — unless -d — attach and wait before the start, the stream, the wait's exit code
+(session.py). `create` is `run`'s function with run's flags but -d/--detach-keys/--sig-proxy.
+Multi-container verbs print each name they handled and exit 1 if any failed.
 
 Only typer and the standard library are imported at module level; the rest is imported where used, so
 `engine --help` stays fast.
@@ -15,156 +12,55 @@ Only typer and the standard library are imported at module level; the rest is im
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
 import sys
 from typing import Any
 
 import typer
 
 from engine.cli.common import ClientError, client, die, fail
+from engine.cli.session import (
+    check_detach_keys,
+    console_size,
+    create_container,
+    resize,
+    run_session,
+    start_error_code,
+)
 
 ALL_ARGS = {"allow_interspersed_args": False}
 
 
-def _start_error_code(msg: str) -> int:
-    """docker's runStartContainerErr: 127 not found, 126 not invokable, else 125."""
-    if any(s in msg for s in ("executable file not found", "no such file or directory",
-                              "system cannot find the file specified")):
-        return 127
-    if "permission denied" in msg or "is a directory" in msg:
-        return 126
-    return 125
+_CREATING: list[bool] | None = None  # set while `create` runs the shared body of `run`
+_RUN_ONLY = ("detach", "detach_keys", "sig_proxy")
 
 
-def _console_size(tty: bool) -> tuple[int, int] | None:
-    from engine.cli.term import window_size
+def _create_from(run: Any) -> Any:
+    """`create` takes run's flags but -d, --detach-keys and --sig-proxy: the same function, with that
+    signature (typer reads ``__signature__``), marked so that it creates and prints the ID."""
+    import functools
+    import inspect
 
-    return window_size(sys.stdout.fileno()) if tty else None
-
-
-def _resize(path: str, size: tuple[int, int] | None) -> None:
-    if size:
-        with contextlib.suppress(ClientError):
-            client().request("POST", path, {"h": size[0], "w": size[1]}).read()
-
-
-def _wait_status(conn: Any) -> int:
-    resp = client().response(conn)
-    doc = __import__("json").loads(resp.read() or b"{}")
-    if (doc.get("Error") or {}).get("Message"):
-        typer.echo(doc["Error"]["Message"], err=True)
-    return int(doc.get("StatusCode", 125))
-
-
-_PROXIED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCONT", "SIGTSTP")
-
-
-def _proxy_signals(cid: str) -> dict[int, Any]:
-    """--sig-proxy: signals this process receives are sent to the container (``POST …/kill?signal=``), as
-    docker's ForwardAllSignals does when there is no TTY (with one, Ctrl-C is just a byte). Returns the
-    previous handlers."""
-    import signal
-
-    def forward(signum: int, _frame: Any) -> None:
+    @functools.wraps(run)
+    def create(**kwargs: Any) -> None:
+        global _CREATING
+        _CREATING = [True]
         try:
-            client().request("POST", f"/containers/{cid}/kill", {"signal": signal.Signals(signum).name}).read()
-        except ClientError as err:
-            typer.echo(f"error sending signal: {err}", err=True)
+            run(detach=False, detach_keys=None, sig_proxy=True, **kwargs)
+        finally:
+            _CREATING = None
 
-    old = {}
-    for name in _PROXIED:
-        num = getattr(signal, name)
-        old[num] = signal.signal(num, forward)
-    return old
-
-
-def _session(cid: str, *, tty: bool, stdin: bool, detach_keys: str | None, wait_condition: str | None,
-             start: bool, quiet_start_error_prefix: str = "", sig_proxy: bool = True) -> int:
-    """Attach to `cid` (and start it when `start`), pump the stream, return the exit code."""
-    import signal
-
-    from engine.cli import term
-
-    c = client(timeout=None)
-    params = {"stream": 1, "stdin": 1 if stdin else None, "stdout": 1, "stderr": 1, "detachKeys": detach_keys}
-    sock, initial, _ = c.hijack("POST", f"/containers/{cid}/attach", params)
-    waiter = None
-    if wait_condition is not None:
-        waiter = c.send("POST", f"/containers/{cid}/wait", {"condition": wait_condition or None}, stream=True)
-        # dockerd (and engine) answer the wait's headers once the waiter is registered: seeing them before the
-        # start means a fast exit cannot slip past a next-exit wait. A daemon that holds them back costs 5 s.
-        if waiter.sock is not None:
-            select.select([waiter.sock], [], [], 5)
-    if start:
-        try:
-            c.request("POST", f"/containers/{cid}/start").read()
-        except ClientError as err:
-            sock.close()
-            fail(f"{quiet_start_error_prefix}{err}", _start_error_code(err.message))
-    resize_path = f"/containers/{cid}/resize"
-    old = _proxy_signals(cid) if sig_proxy and not tty else {}
-    try:
-        detached = term.pump(sock, initial, tty=tty, stdin=stdin, detach_keys=detach_keys,
-                             on_resize=lambda h, w: _resize(resize_path, (h, w)))
-        if detached or waiter is None:
-            return 0
-        try:
-            return _wait_status(waiter)
-        except ClientError as err:
-            die(err, 125)
-    finally:
-        for num, handler in old.items():
-            signal.signal(num, handler)
-
-
-def create_container(o: Any, *, pull: str = "missing", prefix: str = "engine: ") -> str:
-    """POST /containers/create, pulling the image when it is missing (docker's createContainer)."""
-    from engine.cli import images
-    from engine.cli.runopts import OptionError, create_body
-    from engine.errors import InvalidArgument
-    from engine.images.reference import parse
-
-    try:
-        body = create_body(o)
-        ref = parse(o.image)
-    except (OptionError, InvalidArgument) as err:
-        fail(f"{prefix}{err}", 125)
-    c = client()
-    params = {"name": o.name or None, "platform": o.platform or None}
-    if pull == "always":
-        images.pull_for_run(o.image, ref, o.platform)
-    try:
-        doc = c.json("POST", "/containers/create", params, body)
-    except ClientError as err:
-        if err.status != 404 or "No such image" not in err.message or pull == "never":
-            fail(f"{prefix}{err}", 125)
-        typer.echo(f"Unable to find image '{ref.familiar()}' locally", err=True)
-        images.pull_for_run(o.image, ref, o.platform)
-        try:
-            doc = c.json("POST", "/containers/create", params, body)
-        except ClientError as err2:
-            fail(f"{prefix}{err2}", 125)
-    for w in doc.get("Warnings") or []:
-        typer.echo(f"WARNING: {w}", err=True)
-    return str(doc["Id"])
+    sig = inspect.signature(run)
+    create.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p for n, p in sig.parameters.items() if n not in _RUN_ONLY])
+    create.__doc__ = "Create a new container (not started); prints its ID."
+    return create
 
 
 def _run_options(image: str, command: list[str] | None, **kw: Any) -> Any:
     from engine.cli.runopts import RunOptions
 
     return RunOptions(image=image, command=list(command or []), **kw)
-
-
-def _check_detach_keys(keys: str | None) -> None:
-    if keys:
-        from engine.cli.term import DetachKeyError, parse_detach_keys
-
-        try:
-            parse_detach_keys(keys)
-        except DetachKeyError as err:
-            fail(f"engine: {err}", 125)
 
 
 def register(app: typer.Typer, container_app: typer.Typer) -> None:  # noqa: C901 - one place lists the verbs
@@ -184,85 +80,104 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:  # noqa: C90
         name: str = typer.Option("", "--name"),
         entrypoint: str | None = typer.Option(None, "--entrypoint"),
         publish: list[str] = typer.Option([], "-p", "--publish", help="[IP:]HOST:CONTAINER[/PROTO]"),
+        publish_all: bool = typer.Option(False, "-P", "--publish-all"),
+        expose: list[str] = typer.Option([], "--expose"),
         network: str = typer.Option("", "--network", "--net"),
         hostname: str = typer.Option("", "-h", "--hostname"),
+        domainname: str = typer.Option("", "--domainname"),
         label: list[str] = typer.Option([], "-l", "--label"),
         memory: str = typer.Option("", "-m", "--memory"),
+        memory_swap: str = typer.Option("", "--memory-swap"),
         cpus: str = typer.Option("", "--cpus"),
+        cpu_shares: int = typer.Option(0, "-c", "--cpu-shares"),
+        cpuset_cpus: str = typer.Option("", "--cpuset-cpus"),
+        pids_limit: int | None = typer.Option(None, "--pids-limit"),
+        oom_kill_disable: bool = typer.Option(False, "--oom-kill-disable"),
         restart: str = typer.Option("", "--restart", help="no|always|unless-stopped|on-failure[:N]"),
         init: bool = typer.Option(False, "--init"),
         privileged: bool = typer.Option(False, "--privileged"),
         cap_add: list[str] = typer.Option([], "--cap-add"),
         cap_drop: list[str] = typer.Option([], "--cap-drop"),
+        security_opt: list[str] = typer.Option([], "--security-opt"),
+        device: list[str] = typer.Option([], "--device", help="HOST[:CONTAINER][:rwm]"),
+        ulimit: list[str] = typer.Option([], "--ulimit", help="NAME=SOFT[:HARD]"),
+        sysctl: list[str] = typer.Option([], "--sysctl"),
+        shm_size: str = typer.Option("", "--shm-size"),
         read_only: bool = typer.Option(False, "--read-only"),
         tmpfs: list[str] = typer.Option([], "--tmpfs", help="PATH[:OPTS]"),
-        detach_keys: str | None = typer.Option(None, "--detach-keys"),
+        group_add: list[str] = typer.Option([], "--group-add"),
+        add_host: list[str] = typer.Option([], "--add-host", help="HOST:IP"),
+        dns: list[str] = typer.Option([], "--dns"),
+        dns_search: list[str] = typer.Option([], "--dns-search"),
+        dns_option: list[str] = typer.Option([], "--dns-option"),
+        ipc: str = typer.Option("", "--ipc"),
+        pid: str = typer.Option("", "--pid"),
+        uts: str = typer.Option("", "--uts"),
+        cgroup_parent: str = typer.Option("", "--cgroup-parent"),
+        runtime: str = typer.Option("", "--runtime"),
+        volumes_from: list[str] = typer.Option([], "--volumes-from"),
+        log_driver: str = typer.Option("", "--log-driver"),
+        log_opt: list[str] = typer.Option([], "--log-opt"),
+        stop_signal: str = typer.Option("", "--stop-signal"),
+        stop_timeout: int | None = typer.Option(None, "--stop-timeout"),
+        health_cmd: str = typer.Option("", "--health-cmd"),
+        health_interval: str = typer.Option("", "--health-interval"),
+        health_timeout: str = typer.Option("", "--health-timeout"),
+        health_start_period: str = typer.Option("", "--health-start-period"),
+        health_retries: int = typer.Option(0, "--health-retries"),
+        no_healthcheck: bool = typer.Option(False, "--no-healthcheck"),
+        cidfile: str = typer.Option("", "--cidfile", help="write the container ID to the file"),
         platform: str = typer.Option("", "--platform"),
         pull: str = typer.Option("missing", "--pull", help="always|missing|never"),
+        detach_keys: str | None = typer.Option(None, "--detach-keys"),
         sig_proxy: bool = typer.Option(True, "--sig-proxy/--no-sig-proxy", help="proxy received signals"),
     ) -> None:
         """Create and run a new container from an image."""
-        _check_detach_keys(detach_keys)
+        check_detach_keys(detach_keys)
         if tty and interactive and not detach and not os.isatty(sys.stdin.fileno()):
             fail("the input device is not a TTY", 1)
-        o = _run_options(image, command, detach=detach, interactive=interactive, tty=tty, rm=rm, env=env,
-                         env_file=env_file, volumes=volume, mounts=mount, workdir=workdir, user=user, name=name,
-                         entrypoint=entrypoint, publish=publish, network=network, hostname=hostname,
-                         labels=label, memory=memory, cpus=cpus, restart=restart, init=init,
-                         privileged=privileged, cap_add=cap_add, cap_drop=cap_drop, read_only=read_only,
-                         tmpfs=tmpfs, platform=platform, console_size=_console_size(tty))
+        o = _run_options(
+            image, command, detach=detach, interactive=interactive, tty=tty, rm=rm, env=env, env_file=env_file,
+            volumes=volume, mounts=mount, workdir=workdir, user=user, name=name, entrypoint=entrypoint,
+            publish=publish, publish_all=publish_all, expose=expose, network=network, hostname=hostname,
+            domainname=domainname, labels=label, memory=memory, memory_swap=memory_swap, cpus=cpus,
+            cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus, pids_limit=pids_limit, oom_kill_disable=oom_kill_disable,
+            restart=restart, init=init, privileged=privileged, cap_add=cap_add, cap_drop=cap_drop,
+            security_opt=security_opt, devices=device, ulimits=ulimit, sysctls=sysctl, shm_size=shm_size,
+            read_only=read_only, tmpfs=tmpfs, group_add=group_add, add_hosts=add_host, dns=dns, dns_search=dns_search,
+            dns_options=dns_option, ipc=ipc, pid=pid, uts=uts, cgroup_parent=cgroup_parent, runtime=runtime,
+            volumes_from=volumes_from, log_driver=log_driver, log_opts=log_opt, stop_signal=stop_signal,
+            stop_timeout=stop_timeout, health_cmd=health_cmd, health_interval=health_interval,
+            health_timeout=health_timeout, health_start_period=health_start_period, health_retries=health_retries,
+            no_healthcheck=no_healthcheck, platform=platform, console_size=console_size(tty),
+            attach=_CREATING is None)
+        if cidfile and os.path.exists(cidfile):
+            fail(f"engine: Container ID file found, make sure the other container isn't running or delete {cidfile}",
+                 125)
         cid = create_container(o, pull=pull)
+        if cidfile:
+            try:
+                with open(cidfile, "w") as f:
+                    f.write(cid)
+            except OSError as err:
+                fail(f"engine: failed to write the container ID to the file: {err}", 125)
+        if _CREATING is not None:
+            typer.echo(cid)
+            return
         if detach:
             c = client()
             try:
                 c.request("POST", f"/containers/{cid}/start").read()
             except ClientError as err:
-                fail(f"engine: {err}", _start_error_code(err.message))
+                fail(f"engine: {err}", start_error_code(err.message))
             typer.echo(cid)
             return
-        code = _session(cid, tty=tty, stdin=interactive, detach_keys=detach_keys,
+        code = run_session(cid, tty=tty, stdin=interactive, detach_keys=detach_keys,
                         wait_condition="removed" if rm else "next-exit", start=True,
                         quiet_start_error_prefix="engine: ", sig_proxy=sig_proxy)
         raise typer.Exit(code)
 
-    def create(
-        image: str = typer.Argument(..., metavar="IMAGE"),
-        command: list[str] = typer.Argument(None, metavar="[COMMAND] [ARG...]"),
-        interactive: bool = typer.Option(False, "-i", "--interactive"),
-        tty: bool = typer.Option(False, "-t", "--tty"),
-        rm: bool = typer.Option(False, "--rm"),
-        env: list[str] = typer.Option([], "-e", "--env"),
-        env_file: list[str] = typer.Option([], "--env-file"),
-        volume: list[str] = typer.Option([], "-v", "--volume"),
-        mount: list[str] = typer.Option([], "--mount"),
-        workdir: str = typer.Option("", "-w", "--workdir"),
-        user: str = typer.Option("", "-u", "--user"),
-        name: str = typer.Option("", "--name"),
-        entrypoint: str | None = typer.Option(None, "--entrypoint"),
-        publish: list[str] = typer.Option([], "-p", "--publish"),
-        network: str = typer.Option("", "--network", "--net"),
-        hostname: str = typer.Option("", "-h", "--hostname"),
-        label: list[str] = typer.Option([], "-l", "--label"),
-        memory: str = typer.Option("", "-m", "--memory"),
-        cpus: str = typer.Option("", "--cpus"),
-        restart: str = typer.Option("", "--restart"),
-        init: bool = typer.Option(False, "--init"),
-        privileged: bool = typer.Option(False, "--privileged"),
-        cap_add: list[str] = typer.Option([], "--cap-add"),
-        cap_drop: list[str] = typer.Option([], "--cap-drop"),
-        read_only: bool = typer.Option(False, "--read-only"),
-        tmpfs: list[str] = typer.Option([], "--tmpfs"),
-        platform: str = typer.Option("", "--platform"),
-        pull: str = typer.Option("missing", "--pull"),
-    ) -> None:
-        """Create a new container (not started); prints its ID."""
-        o = _run_options(image, command, interactive=interactive, tty=tty, rm=rm, env=env, env_file=env_file,
-                         volumes=volume, mounts=mount, workdir=workdir, user=user, name=name,
-                         entrypoint=entrypoint, publish=publish, network=network, hostname=hostname,
-                         labels=label, memory=memory, cpus=cpus, restart=restart, init=init,
-                         privileged=privileged, cap_add=cap_add, cap_drop=cap_drop, read_only=read_only,
-                         tmpfs=tmpfs, platform=platform, console_size=_console_size(tty), attach=False)
-        typer.echo(create_container(o, pull=pull))
+    create = _create_from(run)
 
     def start(
         containers: list[str] = typer.Argument(..., metavar="CONTAINER..."),
@@ -275,13 +190,13 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:  # noqa: C90
         if attach or interactive:
             if len(containers) > 1:
                 fail("you cannot start and attach multiple containers at once")
-            _check_detach_keys(detach_keys)
+            check_detach_keys(detach_keys)
             try:
                 info = c.json("GET", f"/containers/{_q(containers[0])}/json")
             except ClientError as err:
                 die(err)
             tty = bool(info["Config"].get("Tty"))
-            code = _session(info["Id"], tty=tty, stdin=interactive and bool(info["Config"].get("OpenStdin")),
+            code = run_session(info["Id"], tty=tty, stdin=interactive and bool(info["Config"].get("OpenStdin")),
                             detach_keys=detach_keys,
                             wait_condition="removed" if info["HostConfig"].get("AutoRemove") else "next-exit",
                             start=True)
@@ -381,7 +296,7 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:  # noqa: C90
         from engine.cli import term
         from engine.cli.runopts import OptionError, env_value, read_env_file
 
-        _check_detach_keys(detach_keys)
+        check_detach_keys(detach_keys)
         if tty and interactive and not detach and not os.isatty(sys.stdin.fileno()):
             fail("the input device is not a TTY", 1)
         try:
@@ -389,7 +304,7 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:  # noqa: C90
         except OptionError as err:
             fail(str(err), 125)
         c = client(timeout=None)
-        size = _console_size(tty) if not detach else None
+        size = console_size(tty) if not detach else None
         body = {"User": user, "Privileged": privileged, "Tty": tty, "ConsoleSize": list(size) if size else None,
                 "AttachStdin": interactive and not detach, "AttachStderr": not detach,
                 "AttachStdout": not detach, "Detach": detach, "DetachKeys": detach_keys or "",
@@ -405,7 +320,7 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:  # noqa: C90
         except ClientError as err:
             die(err)
         detached = term.pump(sock, initial, tty=tty, stdin=interactive, detach_keys=detach_keys,
-                             on_resize=lambda h, w: _resize(f"/exec/{eid}/resize", (h, w)))
+                             on_resize=lambda h, w: resize(f"/exec/{eid}/resize", (h, w)))
         if detached:
             return
         try:
@@ -420,7 +335,7 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:  # noqa: C90
         sig_proxy: bool = typer.Option(True, "--sig-proxy/--no-sig-proxy"),
     ) -> None:
         """Attach local standard input, output and error streams to a running container."""
-        _check_detach_keys(detach_keys)
+        check_detach_keys(detach_keys)
         try:
             info = client().json("GET", f"/containers/{_q(container)}/json")
         except ClientError as err:
@@ -434,7 +349,7 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:  # noqa: C90
         stdin = not no_stdin and bool(info["Config"].get("OpenStdin"))
         if tty and stdin and not os.isatty(sys.stdin.fileno()):
             fail("the input device is not a TTY")
-        raise typer.Exit(_session(info["Id"], tty=tty, stdin=stdin, detach_keys=detach_keys, wait_condition="",
+        raise typer.Exit(run_session(info["Id"], tty=tty, stdin=stdin, detach_keys=detach_keys, wait_condition="",
                                   start=False, sig_proxy=sig_proxy))
 
     def prune(force: bool = typer.Option(False, "-f", "--force", help="do not prompt for confirmation"),

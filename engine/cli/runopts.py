@@ -226,6 +226,150 @@ class RunOptions:
     platform: str = ""
     console_size: tuple[int, int] | None = None
     attach: bool = True  # run attaches unless -d; create never does
+    devices: list[str] = field(default_factory=list)
+    ulimits: list[str] = field(default_factory=list)
+    shm_size: str = ""
+    pids_limit: int | None = None
+    security_opt: list[str] = field(default_factory=list)
+    sysctls: list[str] = field(default_factory=list)
+    cpu_shares: int = 0
+    cpuset_cpus: str = ""
+    memory_swap: str = ""
+    oom_kill_disable: bool = False
+    add_hosts: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    log_driver: str = ""
+    log_opts: list[str] = field(default_factory=list)
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    expose: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    group_add: list[str] = field(default_factory=list)
+    ipc: str = ""
+    pid: str = ""
+    uts: str = ""
+    cgroup_parent: str = ""
+    runtime: str = ""
+    domainname: str = ""
+    volumes_from: list[str] = field(default_factory=list)
+    health_cmd: str = ""
+    health_interval: str = ""
+    health_timeout: str = ""
+    health_start_period: str = ""
+    health_retries: int = 0
+    no_healthcheck: bool = False
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+
+
+def go_duration_ns(s: str, flag: str) -> int:
+    """time.ParseDuration: ``1m30s`` → nanoseconds."""
+    scale = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    if s == "0":
+        return 0
+    parts = _DURATION.findall(s)
+    if not parts or "".join(n + u for n, u in parts) != s:
+        raise OptionError(f'invalid argument "{s}" for "{flag}" flag: time: invalid duration "{s}"')
+    return int(sum(float(n) * scale[u] for n, u in parts))
+
+
+def parse_device(s: str) -> dict[str, str]:
+    """``--device /dev/x[:/dev/y][:rwm]``."""
+    parts = s.split(":")
+    host = parts[0]
+    ctr, perms = host, "rwm"
+    if len(parts) == 2:
+        if parts[1] and set(parts[1]) <= set("rwm"):
+            perms = parts[1]
+        else:
+            ctr = parts[1]
+    elif len(parts) == 3:
+        ctr, perms = parts[1], parts[2]
+        if not set(perms) <= set("rwm"):
+            raise OptionError(f"invalid device mode: {perms}")
+    elif len(parts) > 3:
+        raise OptionError(f"invalid device specification: {s}")
+    return {"PathOnHost": host, "PathInContainer": ctr, "CgroupPermissions": perms}
+
+
+def parse_ulimit(s: str) -> dict[str, Any]:
+    """``--ulimit nofile=1024[:2048]``."""
+    name, eq, val = s.partition("=")
+    if not eq:
+        raise OptionError(f"invalid ulimit argument: {s}")
+    soft, _, hard = val.partition(":")
+    try:
+        return {"Name": name, "Soft": int(soft), "Hard": int(hard or soft)}
+    except ValueError:
+        raise OptionError(f"invalid ulimit argument: {s}") from None
+
+
+def _apply_extras(o: RunOptions, body: dict[str, Any], host: dict[str, Any]) -> None:
+    """The less common flags, each only when given (docker leaves their fields at the zero value)."""
+    if o.devices:
+        host["Devices"] = [parse_device(d) for d in o.devices]
+    if o.ulimits:
+        host["Ulimits"] = [parse_ulimit(u) for u in o.ulimits]
+    if o.shm_size:
+        host["ShmSize"] = ram_in_bytes(o.shm_size, "--shm-size")
+    if o.pids_limit is not None:
+        host["PidsLimit"] = o.pids_limit
+    if o.security_opt:
+        host["SecurityOpt"] = list(o.security_opt)
+    if o.sysctls:
+        host["Sysctls"] = parse_labels(o.sysctls)
+    if o.cpu_shares:
+        host["CpuShares"] = o.cpu_shares
+    if o.cpuset_cpus:
+        host["CpusetCpus"] = o.cpuset_cpus
+    if o.memory_swap:
+        host["MemorySwap"] = -1 if o.memory_swap == "-1" else ram_in_bytes(o.memory_swap, "--memory-swap")
+    if o.oom_kill_disable:
+        host["OomKillDisable"] = True
+    if o.add_hosts:
+        host["ExtraHosts"] = list(o.add_hosts)
+    for key, val in (("Dns", o.dns), ("DnsSearch", o.dns_search), ("DnsOptions", o.dns_options),
+                     ("GroupAdd", o.group_add), ("VolumesFrom", o.volumes_from)):
+        if val:
+            host[key] = list(val)
+    if o.log_driver or o.log_opts:
+        host["LogConfig"] = {"Type": o.log_driver, "Config": parse_labels(o.log_opts)}
+    for key, sval in (("IpcMode", o.ipc), ("PidMode", o.pid), ("UTSMode", o.uts), ("CgroupParent", o.cgroup_parent),
+                      ("Runtime", o.runtime)):
+        if sval:
+            host[key] = sval
+    if o.publish_all:
+        host["PublishAllPorts"] = True
+    if o.stop_signal:
+        body["StopSignal"] = o.stop_signal
+    if o.stop_timeout is not None:
+        body["StopTimeout"] = o.stop_timeout
+    if o.domainname:
+        body["Domainname"] = o.domainname
+    for e in o.expose:
+        port, _, proto = e.partition("/")
+        lo, hi = _port_range(port, e)
+        for n in range(lo, hi + 1):
+            body.setdefault("ExposedPorts", {})[f"{n}/{proto or 'tcp'}"] = {}
+    if o.no_healthcheck:
+        if o.health_cmd:
+            raise OptionError("--no-healthcheck conflicts with --health-* options")
+        body["Healthcheck"] = {"Test": ["NONE"]}
+    elif o.health_cmd or o.health_interval or o.health_timeout or o.health_start_period or o.health_retries:
+        hc: dict[str, Any] = {}
+        if o.health_cmd:
+            hc["Test"] = ["CMD-SHELL", o.health_cmd]
+        for hkey, dur, flag in (("Interval", o.health_interval, "--health-interval"),
+                                ("Timeout", o.health_timeout, "--health-timeout"),
+                                ("StartPeriod", o.health_start_period, "--health-start-period")):
+            if dur:
+                hc[hkey] = go_duration_ns(dur, flag)
+        if o.health_retries:
+            hc["Retries"] = o.health_retries
+        body["Healthcheck"] = hc
 
 
 def create_body(o: RunOptions) -> dict[str, Any]:
@@ -294,4 +438,5 @@ def create_body(o: RunOptions) -> dict[str, Any]:
     }
     if exposed:
         body["ExposedPorts"] = exposed
+    _apply_extras(o, body, host)
     return body

@@ -443,3 +443,19 @@ def test_usage_errors_exit_125_for_run_and_1_elsewhere(api: FakeAPI) -> None:
     p = engine(api, "run", "--no-such-flag", "busybox")
     assert p.returncode == 125 and b"No such option: --no-such-flag" in p.stderr and not api.requests
     assert engine(api, "ps", "--no-such-flag").returncode == 1
+
+
+def test_create_takes_runs_flags_and_cidfile(api: FakeAPI, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    api.route("POST", "/containers/create", Resp(201, {"Id": CID, "Warnings": ["a warning"]}))
+    cidfile = tmp_path / "cid"
+    p = engine(api, "create", "--ulimit", "nofile=10:20", "--stop-signal", "SIGINT", "--cidfile", str(cidfile),
+               "--health-cmd", "true", "busybox", "sleep", "1")
+    assert p.returncode == 0 and p.stdout.decode() == CID + "\n" and p.stderr == b"WARNING: a warning\n"
+    assert cidfile.read_text() == CID and [r.path for r in api.requests] == ["/containers/create"]
+    body = api.requests[0].json()
+    assert body["HostConfig"]["Ulimits"] == [{"Name": "nofile", "Soft": 10, "Hard": 20}]
+    assert body["StopSignal"] == "SIGINT" and body["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
+    assert (body["AttachStdout"], body["AttachStderr"]) == (False, False)
+    p = engine(api, "create", "--cidfile", str(cidfile), "busybox")
+    assert p.returncode == 125 and b"Container ID file found" in p.stderr and len(api.requests) == 1
+    assert engine(api, "create", "-d", "busybox").returncode == 125  # -d is run's alone

@@ -96,3 +96,39 @@ def test_bad_values_use_dockers_words() -> None:
         create_body(RunOptions(image="b", rm=True, restart="always"))
     with pytest.raises(OptionError, match="invalid volume specification"):
         create_body(RunOptions(image="b", volumes=["relative"]))
+
+
+def test_less_common_flags() -> None:
+    b = create_body(RunOptions(
+        image="busybox", devices=["/dev/fuse", "/dev/sda:/dev/xvda:r"], ulimits=["nofile=1024:2048", "nproc=64"],
+        shm_size="128m", pids_limit=100, security_opt=["no-new-privileges"], sysctls=["net.ipv4.ip_forward=1"],
+        cpu_shares=512, cpuset_cpus="0", memory_swap="-1", oom_kill_disable=True, add_hosts=["db:10.0.0.2"],
+        dns=["1.1.1.1"], dns_search=["example.com"], dns_options=["ndots:2"], log_driver="json-file",
+        log_opts=["max-size=1m"], stop_signal="SIGUSR1", stop_timeout=3, expose=["80", "90-91/udp"],
+        publish_all=True, group_add=["audio"], ipc="host", pid="host", uts="host", cgroup_parent="p",
+        runtime="runc", domainname="d.example", volumes_from=["other:ro"], health_cmd="true",
+        health_interval="1m30s", health_timeout="500ms", health_retries=3))
+    h = b["HostConfig"]
+    assert h["Devices"] == [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"},
+                            {"PathOnHost": "/dev/sda", "PathInContainer": "/dev/xvda", "CgroupPermissions": "r"}]
+    assert h["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}, {"Name": "nproc", "Soft": 64, "Hard": 64}]
+    assert (h["ShmSize"], h["PidsLimit"], h["CpuShares"], h["CpusetCpus"], h["MemorySwap"]) == \
+        (128 * 2**20, 100, 512, "0", -1)
+    assert h["SecurityOpt"] == ["no-new-privileges"] and h["Sysctls"] == {"net.ipv4.ip_forward": "1"}
+    assert h["OomKillDisable"] is True and h["ExtraHosts"] == ["db:10.0.0.2"] and h["Dns"] == ["1.1.1.1"]
+    assert h["DnsSearch"] == ["example.com"] and h["DnsOptions"] == ["ndots:2"] and h["GroupAdd"] == ["audio"]
+    assert h["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m"}} and h["VolumesFrom"] == ["other:ro"]
+    assert (h["IpcMode"], h["PidMode"], h["UTSMode"], h["CgroupParent"], h["Runtime"]) == \
+        ("host", "host", "host", "p", "runc")
+    assert h["PublishAllPorts"] is True
+    assert b["ExposedPorts"] == {"80/tcp": {}, "90/udp": {}, "91/udp": {}}
+    assert (b["StopSignal"], b["StopTimeout"], b["Domainname"]) == ("SIGUSR1", 3, "d.example")
+    assert b["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 90 * 10**9, "Timeout": 500 * 10**6,
+                                "Retries": 3}
+    assert create_body(RunOptions(image="b", no_healthcheck=True))["Healthcheck"] == {"Test": ["NONE"]}
+    plain = create_body(RunOptions(image="b"))
+    assert "Healthcheck" not in plain and "Devices" not in plain["HostConfig"]
+    with pytest.raises(OptionError, match='invalid duration "5x"'):
+        create_body(RunOptions(image="b", health_interval="5x"))
+    with pytest.raises(OptionError, match="invalid ulimit argument"):
+        create_body(RunOptions(image="b", ulimits=["nofile"]))
