@@ -45,10 +45,11 @@ class TestRegistry:
     __test__ = False
 
     def __init__(self, users: dict[str, str] | None = None, *, auth: dict[str, Any] | None = None,
-                 creds: tuple[str, str] | None = None) -> None:
+                 creds: tuple[str, str] | None = None, address: str = "127.0.0.1") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="reg-", dir="/tmp"))
         self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.address = address  # another of this host's own addresses, for the non-loopback (insecure) cases
+        self.host = f"{address}:{self.port}"
         self.users = users or {}
         self.auth = auth  # a registry `auth` section of its own (token auth: tests/support/token_auth.py)
         self.creds = creds or (next(iter(self.users.items())) if self.users else None)  # for skopeo
@@ -80,7 +81,7 @@ class TestRegistry:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"docker-registry exited:\n{self.log()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                with socket.create_connection((self.address, self.port), 0.2):
                     return self
             except OSError:
                 time.sleep(0.05)

@@ -32,18 +32,30 @@ MANIFEST_ACCEPT = ", ".join([formats.OCI_INDEX, formats.OCI_MANIFEST, formats.DO
 MAX_MANIFEST = 4 << 20
 
 
-def is_insecure(domain: str, insecure: list[str]) -> bool:
-    """Plain HTTP for loopback and for `insecure` entries (host[:port] or a CIDR)."""
+def _host(domain: str) -> str:
     host = domain.rsplit(":", 1)[0] if not domain.endswith("]") else domain
-    host = host.strip("[]")
-    if host == "localhost" or domain in insecure or host in insecure:
+    return host.strip("[]")
+
+
+def is_loopback(domain: str) -> bool:
+    host = _host(domain)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_insecure(domain: str, insecure: list[str]) -> bool:
+    """Loopback, or an `insecure` entry (host[:port] or a CIDR): TLS unverified or plain HTTP allowed."""
+    host = _host(domain)
+    if is_loopback(domain) or domain in insecure or host in insecure:
         return True
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return False
-    if ip.is_loopback:
-        return True
     for entry in insecure:
         try:
             if ip in ipaddress.ip_network(entry, strict=False):
@@ -54,8 +66,10 @@ def is_insecure(domain: str, insecure: list[str]) -> bool:
 
 
 def endpoint(domain: str, insecure: list[str]) -> str:
+    """The first endpoint to try: plain HTTP for loopback, HTTPS otherwise (an insecure registry falls back
+    to HTTP when HTTPS does not answer, see ``Registry.send``)."""
     host = DOCKER_HUB_ENDPOINT if domain in (DOCKER_HUB, "index.docker.io") else domain
-    return f"{'http' if is_insecure(domain, insecure) else 'https'}://{host}"
+    return f"{'http' if is_loopback(domain) else 'https'}://{host}"
 
 
 def _error_text(body: bytes) -> str:
@@ -104,6 +118,11 @@ class Registry:
         self.http = http
         self.base = endpoint(domain, insecure or [])
         self.auth = Authorizer(http, creds)
+        self._fallback = ""
+        if not is_loopback(domain) and is_insecure(domain, insecure or []):
+            # as dockerd: HTTPS without certificate checks first, plain HTTP if that does not answer
+            http.insecure_tls_hosts.add(_host(domain))
+            self._fallback = f"http://{domain}"
 
     def repository(self, path: str, *, push: bool = False) -> Repository:
         return Repository(self, path, push)
@@ -116,7 +135,14 @@ class Registry:
             h = dict(headers or {})
             if auth:
                 h["Authorization"] = auth
-            resp = await self.http.request(method, url, h, body, follow=follow)
+            try:
+                resp = await self.http.request(method, url, h, body, follow=follow)
+            except Unavailable:
+                if not self._fallback or not url.startswith(self.base + "/"):
+                    raise
+                url = self._fallback + url[len(self.base):]
+                self.base, self._fallback = self._fallback, ""
+                resp = await self.http.request(method, url, h, body, follow=follow)
             if resp.status != 401 or attempt == 1:
                 return resp
             challenges = resp.headers.get_all("www-authenticate")
@@ -170,7 +196,10 @@ class Repository:
         self.registry = registry
         self.path = path
         self.scope = f"repository:{path}:{'pull,push' if push else 'pull'}"
-        self.url = f"{registry.base}/v2/{path}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.registry.base}/v2/{self.path}"
 
     async def _send(self, method: str, url: str, headers: dict[str, str] | None = None, body: Body = None,
                     **kw: bool) -> Response:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import DataLoss, NotFound
+from engine.errors import DataLoss, NotFound, Unavailable
 from engine.events.types import Envelope
 from engine.images import platforms
 from engine.images.registry import Credentials, Unauthorized, from_header
@@ -243,3 +243,31 @@ async def test_basic_auth_from_header_and_docker_config(auth_registry: TestRegis
         img = await p.pull(NS, f"{reg.host}/bb:1", actor=ACTOR)
         assert img.name == f"{reg.host}/bb:1"
     assert from_header("e30=") is None
+
+
+def _own_address() -> str | None:
+    """A non-loopback IPv4 address of this host (traffic to it stays on the machine)."""
+    import subprocess
+
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True,
+                         text=True).stdout
+    for line in out.splitlines():
+        return line.split()[3].split("/")[0]
+    return None
+
+
+async def test_insecure_registry_falls_back_from_https_to_http(tmp_path: Path) -> None:
+    addr = _own_address()
+    if addr is None:
+        pytest.skip("this host has no non-loopback IPv4 address")
+    reg = TestRegistry(address=addr).start()
+    try:
+        reg.skopeo_copy(f"oci-archive:{images.busybox_oci_archive(tmp_path, 'bb:1', gz=True)}", "bb:1")
+        async with pulling() as (s, p, _root):
+            with pytest.raises(Unavailable):  # not insecure: HTTPS only, and the registry speaks HTTP
+                await p.pull(NS, f"{reg.host}/bb:1", actor=ACTOR)
+            s.config.insecure_registries = [f"{addr}/32"]
+            img = await p.pull(NS, f"{reg.host}/bb:1", actor=ACTOR)
+            assert img.target.digest == reg.skopeo_inspect("bb:1")["Digest"]
+    finally:
+        reg.stop()
