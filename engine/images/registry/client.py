@@ -6,8 +6,8 @@ goes through ``Registry.send``, which adds the Authorization the registry asked 
 the challenge once and retries.
 
 Endpoints: ``docker.io`` is ``https://registry-1.docker.io``; loopback hosts (``localhost``, 127.0.0.0/8,
-``::1``) and the daemon's ``insecure-registries`` (hosts or CIDRs) use plain HTTP, every other host HTTPS
-with certificate checks. Registry errors (``{"errors": [{"code", "message"}]}``) become engine errors with
+``::1``) use plain HTTP; the daemon's ``insecure-registries`` (hosts or CIDRs) are tried over HTTPS without
+certificate checks, then over plain HTTP, as dockerd does; every other host is HTTPS with certificate checks. Registry errors (``{"errors": [{"code", "message"}]}``) become engine errors with
 Docker's wording (``manifest unknown: manifest unknown``), so the daemon can print what dockerd prints.
 """
 
