@@ -184,3 +184,16 @@ def test_run_proxies_signals_to_the_container(d: EngineDaemon) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_run_resource_and_host_flags_reach_the_container(d: EngineDaemon, tmp_path: Path) -> None:
+    cidfile = tmp_path / "cid"
+    p = engine(d, "run", "--rm", "--cidfile", str(cidfile), "--ulimit", "nofile=321:654", "--shm-size", "8m",
+               "--add-host", "db.example:10.9.8.7", "--read-only", "--tmpfs", "/scratch", "-m", "64m",
+               "--cap-drop", "ALL", "busybox", "sh", "-c",
+               "ulimit -n; grep db.example /etc/hosts; df -k /dev/shm | tail -1; touch /x 2>&1 || echo ro;"
+               " touch /scratch/ok && echo tmpfs-ok")
+    lines = p.stdout.decode().splitlines()
+    assert lines[0] == "321" and lines[1].split() == ["10.9.8.7", "db.example"]
+    assert lines[2].split()[1] == "8192" and "Read-only file system" in lines[3] and lines[-1] == "tmpfs-ok"
+    assert len(cidfile.read_text()) == 64
