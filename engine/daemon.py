@@ -180,6 +180,7 @@ class Daemon:
             volumes_recovery.cancel()
             await asyncio.gather(gc_task, volumes_recovery, return_exceptions=True)
             await health.close()
+            await services.docker.close()  # the exit monitor and pending restarts; the next daemon resumes them
             await self._stop_servers()
             await journal.append([DaemonStopped(daemon_id=daemon_id, pid=os.getpid(), signal=self.stop_signal)],
                                  namespace="", actor=ACTOR, cause="stop")
