@@ -221,7 +221,10 @@ class PullService:
                 try:
                     async with sem:
                         got = await self._fetch(namespace, repo, d, lease_id, emit if show else None, source, actor)
-                except BaseException as err:
+                except asyncio.CancelledError:
+                    fut.cancel()
+                    raise
+                except Exception as err:
                     fut.set_exception(err)
                     fut.exception()  # retrieved here; the gather raises it
                     raise
