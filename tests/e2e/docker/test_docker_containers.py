@@ -450,3 +450,25 @@ def test_oom_killed(d: EngineDaemon) -> None:
              "--filter", "event=oom", "--format", "{{.Action}}")
     assert out == "oom"
     dk(d, "rm", "oomer")
+
+
+def test_remove_cut_by_a_crash_is_finished(engine_daemon: EngineDaemon) -> None:
+    """The daemon dies right after journaling a removal's intent: the next daemon finishes the removal."""
+    d = engine_daemon
+    import_busybox(d)
+    cid = dk(d, "create", "--name", "gone", "busybox", "true")
+    d.stop()
+    os.environ["ENGINE_FAULT_DOCKER"] = "remove:requested"
+    try:
+        d.start()
+    finally:
+        del os.environ["ENGINE_FAULT_DOCKER"]
+    assert d.docker("rm", "gone", check=False).returncode != 0
+    assert d.proc is not None and d.proc.wait(10) == -9
+    assert (d.root / "containers" / cid).exists()
+    d.start()
+    wait_for(lambda: d.docker("container", "inspect", cid, check=False).returncode != 0, timeout=15,
+             what="the cut removal finished")
+    assert not (d.root / "containers" / cid).exists()
+    assert cid not in d.ctr("-n", "moby", "snapshots", "ls").stdout
+    assert d.ctr("-n", "moby", "containers", "ls", "-q").stdout.strip() == ""
