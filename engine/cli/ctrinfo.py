@@ -318,26 +318,11 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:
         no_trunc: bool = typer.Option(False, "--no-trunc"),
         fmt: str | None = typer.Option(None, "--format"),
     ) -> None:
-        """Display a one-shot sample of containers' resource usage (--no-stream)."""
-        from engine.cli.client import q
-        from engine.cli.format import render_rows
-        from engine.cli.stats import STATS_HEADERS, StatsRow
+        """Display a live stream of containers' resource usage (--no-stream: one sample)."""
+        from engine.cli.stats import stats_command
 
-        if not no_stream:
-            fail("engine stats: only --no-stream is implemented")
-        c = client(timeout=None)
-        try:
-            if not containers:
-                containers = [x["Id"] for x in c.json("GET", "/containers/json", {"all": 1 if all_ else None})]
-            rows = []
-            for ctr in containers:
-                doc = c.json("GET", f"/containers/{q(ctr)}/stats", {"stream": 0})
-                rows.append(StatsRow(doc, ctr, trunc=not no_trunc))
-        except ClientError as err:
-            die(err)
-        default = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}"
-                   "\t{{.PIDs}}")
-        sys.stdout.write(render_rows(rows, fmt, default, STATS_HEADERS))
+        stats_command(client(timeout=None), list(containers or []), all_=all_, no_stream=no_stream,
+                      no_trunc=no_trunc, fmt=fmt)
 
     def cp(src: str = typer.Argument(..., metavar="SRC"), dest: str = typer.Argument(..., metavar="DEST"),
            quiet: bool = typer.Option(False, "-q", "--quiet")) -> None:

@@ -1,10 +1,20 @@
-"""`engine stats --no-stream`'s row: docker's stats formatter over one ``/containers/{id}/stats`` answer
-(CPU % from the two samples the daemon took, memory without the page cache's inactive files, network
-and block I/O summed, binary sizes for memory and decimal ones for I/O)."""
+"""`engine stats`: docker's stats formatter over ``/containers/{id}/stats`` answers (CPU % from the two
+samples the daemon took, memory without the page cache's inactive files, network and block I/O summed,
+binary sizes for memory and decimal ones for I/O).
+
+Samples are one-shot requests (``stream=0``: the daemon measures over ~1 s), made for all containers at
+once in threads. ``--no-stream`` prints one table; otherwise the table is redrawn after each round (the
+screen cleared first on a terminal, as docker does) until Ctrl-C. Without names, running containers (or
+all with -a) are listed again each round, so new ones appear."""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from typing import Any
+
+from engine.cli.common import ClientError, die
 
 STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
                  "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
@@ -91,3 +101,44 @@ class StatsRow:
 
     def to_dict(self) -> dict[str, str]:
         return {f: getattr(self, f) for f in self.FIELDS}
+
+
+DEFAULT_FORMAT = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}"
+                  "\t{{.PIDs}}")
+
+
+def _sample(c: Any, names: list[str], trunc: bool) -> list[StatsRow]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.cli.client import q
+
+    def one(ctr: str) -> StatsRow:
+        return StatsRow(c.json("GET", f"/containers/{q(ctr)}/stats", {"stream": 0}), ctr, trunc)
+
+    if not names:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
+        return list(pool.map(one, names))
+
+
+def stats_command(c: Any, containers: list[str], *, all_: bool, no_stream: bool, no_trunc: bool,
+                  fmt: str | None) -> None:
+    from engine.cli.format import render_rows
+
+    terminal = os.isatty(sys.stdout.fileno())
+    try:
+        while True:
+            started = time.monotonic()
+            names = containers or [x["Id"] for x in c.json("GET", "/containers/json", {"all": 1 if all_ else None})]
+            out = render_rows(_sample(c, names, not no_trunc), fmt, DEFAULT_FORMAT, STATS_HEADERS)
+            if not no_stream and terminal:
+                out = "\x1b[2J\x1b[H" + out
+            sys.stdout.write(out)
+            sys.stdout.flush()
+            if no_stream:
+                return
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))  # at most one round a second
+    except ClientError as err:
+        die(err)
+    except KeyboardInterrupt:
+        return

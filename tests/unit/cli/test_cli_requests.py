@@ -459,3 +459,24 @@ def test_create_takes_runs_flags_and_cidfile(api: FakeAPI, tmp_path) -> None:  #
     p = engine(api, "create", "--cidfile", str(cidfile), "busybox")
     assert p.returncode == 125 and b"Container ID file found" in p.stderr and len(api.requests) == 1
     assert engine(api, "create", "-d", "busybox").returncode == 125  # -d is run's alone
+
+
+def test_stats_streams_until_interrupted(api: FakeAPI) -> None:
+    import signal
+    import time
+
+    api.route("GET", "/containers/json", Resp(200, [{"Id": CID}]))
+    api.route("GET", f"/containers/{CID}/stats", Resp(200, {"id": CID, "name": "/web", "pids_stats": {"current": 2}}))
+    proc = subprocess.Popen([ENGINE, "-H", api.host, "stats", "--format", "{{.Name}} {{.PIDs}}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        while len(api.find("GET", f"/containers/{CID}/stats")) < 2:
+            assert time.monotonic() < deadline, "no second round"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and out.decode().splitlines()[:2] == ["web 2", "web 2"]
+    finally:
+        proc.kill()
+        proc.wait()
