@@ -9,8 +9,8 @@ joined it (``netns.in_netns``); the socket keeps its namespace after the thread 
 one event loop serves it (``loop.create_datagram_endpoint(sock=…)``). So there is one process and one
 loop for all namespaces, and no NAT rule is needed to reach the resolver. Forwarded queries leave from
 the daemon's own namespace. Only what containers need is parsed: the header and the first question;
-A answers are built here, everything else about known names is an empty NOERROR, unknown names go to
-the forwarders (SERVFAIL when none answers within the timeout).
+A answers are built here, everything else about known names is an empty NOERROR, an unknown single
+label is NXDOMAIN, other names go to the forwarders (SERVFAIL when none answers within the timeout).
 """
 
 from __future__ import annotations
@@ -151,6 +151,10 @@ class EmbeddedDNS:
         found = self.lookup(container_id, name)
         if found is not None:
             return answer(query, found)
+        if "." not in name:
+            # a single label that is no container here (a peer on another network, a typo): answered
+            # NXDOMAIN at once rather than asked of the host's resolvers, which would send it off the host
+            return answer(query, [], rcode=3)
         if not self.forwarders:
             return answer(query, [], rcode=2)
         for server in self.forwarders:

@@ -106,3 +106,15 @@ def test_nft_script_is_one_transaction_of_our_table_only() -> None:
     assert 'ip saddr 10.1.0.0/24 oifname != "tabc-1" masquerade' in s
     assert 'ip saddr 10.2.0.0/24 oifname != "tabc-2" masquerade' not in s  # internal: no way out
     assert 'iifname "tabc-2" oifname != "tabc-2" drop' in s
+
+
+async def test_dns_handle_known_unknown_and_single_labels() -> None:
+    server = dns.EmbeddedDNS(lambda cid, name: ["10.0.0.9"] if (cid, name) == ("c", "web") else None,
+                             forwarders=[])
+    out = await server.handle("c", _query("web"))
+    assert out is not None and out.endswith(bytes([10, 0, 0, 9]))
+    out = await server.handle("other", _query("web"))  # not a peer of this container
+    assert out is not None and struct.unpack("!H", out[2:4])[0] & 0xF == 3
+    out = await server.handle("c", _query("example.test"))  # no forwarder: SERVFAIL, nothing sent
+    assert out is not None and struct.unpack("!H", out[2:4])[0] & 0xF == 2
+    assert await server.handle("c", b"garbage") is None
