@@ -71,8 +71,11 @@ def engine_api(ref: str, spy_to: str = "") -> dict[str, float] | None:
     d = EngineDaemon().start()
     spy = None
     try:
-        if spy_to and d.proc is not None:
-            spy = subprocess.Popen(["py-spy", "record", "-o", spy_to, "-r", "200", "-p", str(d.proc.pid)],
+        pyspy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        if spy_to and pyspy and d.proc is not None:
+            fmt = "raw" if spy_to.endswith(".txt") else "flamegraph"
+            spy = subprocess.Popen([pyspy, "record", "-o", spy_to, "-f", fmt, "-r", "200", "--threads", "-p",
+                                    str(d.proc.pid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
         repo, tag = ref.rsplit(":", 1)
