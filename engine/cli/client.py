@@ -206,9 +206,6 @@ class Client:
         except (OSError, ValueError) as err:
             raise ClientError(f"lost the connection to the engine daemon at {self.host}: {err}") from None
 
-    # Backwards-compatible name used by older callers.
-    _body = body
-
     def hijack(self, method: str, path: str, params: dict[str, Any] | None = None,
                body: Any = None) -> tuple[socket.socket, bytes, str]:
         """Send `method path` with ``Upgrade: tcp`` and return (socket, bytes read past the response
