@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.errors import EngineError, Unavailable
+from engine.errors import EngineError, FailedPrecondition, Unavailable
 from engine.runtime.shim.client import ShimClient
 from engine.services import task_events as te
 from engine.services.tasks import fault
@@ -313,3 +313,24 @@ async def clean_orphans(svc: TaskService) -> list[tuple[str, str]]:
                               cause="recover")
             cleaned.append(key)
     return cleaned
+
+
+def write_bundle(bundle: Path, spec: bytes, mounts: Sequence[te.RootfsMount]) -> None:
+    if bundle.exists():  # left by a crash: never remove through a mount
+        from engine.images.snapshots import unmount_all
+
+        if is_mount(str(bundle / "rootfs")):
+            unmount_all(str(bundle / "rootfs"))
+        if is_mount(str(bundle / "rootfs")):
+            raise FailedPrecondition(f"{bundle}/rootfs is still mounted")
+        shutil.rmtree(bundle)
+    bundle.mkdir(parents=True, mode=0o711)
+    tmp = bundle / "config.json.tmp"
+    tmp.write_bytes(spec)
+    os.rename(tmp, bundle / "config.json")
+    (bundle / "rootfs").mkdir(mode=0o755)
+    if mounts:
+        from engine.images.snapshots import mount_all
+        from engine.images.snapshots.base import Mount
+
+        mount_all([Mount(m.type, m.source, tuple(m.options)) for m in mounts], str(bundle / "rootfs"))

@@ -36,7 +36,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -247,7 +246,9 @@ class TaskService:
                 log_path=str((log or {}).get("path", "")))], actor=actor, check=check)
             fault("create:requested")
             try:
-                await asyncio.get_running_loop().run_in_executor(None, _write_bundle, bundle, c.spec.value, mounts)
+                from engine.services.task_recovery import write_bundle
+
+                await asyncio.get_running_loop().run_in_executor(None, write_bundle, bundle, c.spec.value, mounts)
                 argv = shim_argv(container_id, namespace, str(sock), str(state), runtime=self.runtime)
                 shim_pid = await (spawn_from_fork_server(self.fork_server, argv) if self.fork_server
                                   else spawn_shim(argv, self.shim_executable))
@@ -374,6 +375,35 @@ class TaskService:
         _, client = await self._live((namespace, container_id), "resize the terminal of")
         await client.resize_pty(width, height, exec_id)
 
+    async def attach(self, namespace: str, container_id: str, exec_id: str = "") -> AsyncIterator[tuple[int, bytes]]:
+        """The process's output from now on as (1 stdout | 2 stderr, bytes) — raw pty bytes on 1 for a
+        terminal — until the process's output ends (or its shim goes). Each attach is its own shim
+        connection, so any number can follow one process at once; NotFound for an unknown task or exec."""
+        t = await self.get(namespace, container_id)
+        if exec_id and not any(e.exec_id == exec_id for e in t.execs):
+            raise NotFound(f"exec {exec_id!r} in task {container_id!r}: not found")
+        if t.status not in (te.CREATED, te.RUNNING, te.PAUSED, te.STOPPED):
+            return
+        try:
+            client = await ShimClient.connect(t.shim_socket)
+        except Unavailable:
+            if (await self.get(namespace, container_id)).status == te.STOPPED:
+                return  # the output ended with the shim
+            raise
+        try:
+            async for item in client.attach(exec_id):
+                yield item
+        except Unavailable as err:  # the shim went: its output ended
+            log.info("task %s/%s: attach ended: %s", namespace, container_id, err)
+        finally:
+            await client.close()
+
+    async def write_stdin(self, namespace: str, container_id: str, data: bytes, exec_id: str = "") -> None:
+        """Feed the process's stdin (a task created with stdin or ``open_stdin``); ``close_io`` ends it."""
+        _, client = await self._live((namespace, container_id), "write to the stdin of")
+        client.write_stdin(data, exec_id)
+        await client.drain()
+
     async def close_io(self, namespace: str, container_id: str, exec_id: str = "") -> None:
         _, client = await self._live((namespace, container_id), "close the stdin of")
         await client.close_io(exec_id)
@@ -478,24 +508,3 @@ def fault(point: str) -> None:
     if _FAULT and point == _FAULT:
         os.kill(os.getpid(), signal.SIGKILL)
 
-
-def _write_bundle(bundle: Path, spec: bytes, mounts: Sequence[te.RootfsMount]) -> None:
-    if bundle.exists():  # left by a crash: never remove through a mount
-        from engine.images.snapshots import unmount_all
-        from engine.services.task_recovery import is_mount
-
-        if is_mount(str(bundle / "rootfs")):
-            unmount_all(str(bundle / "rootfs"))
-        if is_mount(str(bundle / "rootfs")):
-            raise FailedPrecondition(f"{bundle}/rootfs is still mounted")
-        shutil.rmtree(bundle)
-    bundle.mkdir(parents=True, mode=0o711)
-    tmp = bundle / "config.json.tmp"
-    tmp.write_bytes(spec)
-    os.rename(tmp, bundle / "config.json")
-    (bundle / "rootfs").mkdir(mode=0o755)
-    if mounts:
-        from engine.images.snapshots import mount_all
-        from engine.images.snapshots.base import Mount
-
-        mount_all([Mount(m.type, m.source, tuple(m.options)) for m in mounts], str(bundle / "rootfs"))
