@@ -179,7 +179,7 @@ class EmbeddedDNS:
 
 def _lo_up_and(fn: Callable[[], socket.socket]) -> Callable[[], socket.socket]:
     def run() -> socket.socket:
-        from pyroute2 import IPRoute
+        from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
         with IPRoute() as ipr:
             lo = ipr.link_lookup(ifname="lo")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import ipaddress
+import os
 import shutil
 import subprocess
 import threading
@@ -95,7 +96,7 @@ class PortRule:
 
 
 def nft_path() -> str:
-    path = shutil.which("nft") or ("/usr/sbin/nft" if shutil.os.path.exists("/usr/sbin/nft") else None)
+    path = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else None)
     if path is None:
         raise Unavailable("nft not found: install Debian's nftables package")
     return path

@@ -106,8 +106,8 @@ async def recover(svc: NetworkService) -> dict[str, int]:
         await svc._refresh_dns()
         nets_by_id = {n.id: n for n in nets}
         for e in eps:
-            n = nets_by_id.get(e.network_id)
-            if e.state == "attached" and n is not None and n.dns and netns.is_netns(e.netns):
+            owner = nets_by_id.get(e.network_id)
+            if e.state == "attached" and owner is not None and owner.dns and netns.is_netns(e.netns):
                 await svc.dns.serve(e.container_id, e.netns)
     return stats
 

@@ -13,6 +13,7 @@ The container start/stop path calls, in this order:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import ipaddress
 import re
 import secrets
@@ -56,7 +57,7 @@ NAMESPACE = "moby"
 @dataclass(frozen=True)
 class EndpointRequest:
     network: str
-    aliases: list[str] = field(default_factory=list)
+    aliases: builtins.list[str] = field(default_factory=list)
     ip: str = ""
 
 
@@ -70,14 +71,14 @@ class EndpointSettings:
     prefixlen: int
     gateway: str
     mac: str
-    aliases: list[str]
-    dns_names: list[str]
+    aliases: builtins.list[str]
+    dns_names: builtins.list[str]
 
 
 class NetworkService:
     def __init__(self, journal: Journal, *, prefix: str = "engine", exec_root: str | Path = "/run/engine",
                  bridge_name: str = "", bridge_cidr: str = "", mtu: int = 0,
-                 default_pools: list[object] | None = None, dns_forwarders: list[str] | None = None) -> None:
+                 default_pools: builtins.list[object] | None = None, dns_forwarders: builtins.list[str] | None = None) -> None:
         self.journal = journal
         self.prefix = prefix
         self.table = prefix
@@ -90,7 +91,7 @@ class NetworkService:
         self.dns = dnsmod.EmbeddedDNS(self._dns_lookup, dns_forwarders)
         self._lock = asyncio.Lock()
         self._reserved: dict[str, socket.socket] = {}
-        self._dns_names: dict[str, dict[str, list[str]]] = {}  # container id -> name -> addresses
+        self._dns_names: dict[str, dict[str, builtins.list[str]]] = {}  # container id -> name -> addresses
 
     @classmethod
     def from_config(cls, journal: Journal, config: Config) -> NetworkService:
@@ -115,7 +116,7 @@ class NetworkService:
         """Docker's predefined networks bridge, host and none (records only; the bridge is made on use)."""
         nets = await self._read(model.networks)
         have = {n.name for n in nets}
-        events: list[Event] = []
+        events: builtins.list[Event] = []
         if "bridge" not in have:
             routes = [str(r) for r in await asyncio.to_thread(links.host_routes)]
             pool = ipam.default_bridge_pool(self.bridge_cidr, self.prefix, routes + [n.subnet for n in nets if n.subnet])
@@ -160,9 +161,9 @@ class NetworkService:
         net_id = secrets.token_hex(32)
         options = dict(options or {})
         bridge = options.get("com.docker.network.bridge.name") or self._bridge_for(net_id)
-        chosen: list[ipam.Pool] = []
+        chosen: builtins.list[ipam.Pool] = []
 
-        def decide(tx: sqlite3.Cursor) -> list[Event]:
+        def decide(tx: sqlite3.Cursor) -> builtins.list[Event]:
             if tx.execute("SELECT 1 FROM networks WHERE name = ?", (name,)).fetchone():
                 raise AlreadyExists(f"network with name {name} already exists")
             taken = [n.subnet for n in model.networks(tx) if n.subnet]
@@ -192,7 +193,7 @@ class NetworkService:
                 raise Conflict(f"failed to create network {name}: {err}") from err
         return await self.inspect(net_id)
 
-    async def list(self) -> list[model.Network]:
+    async def list(self) -> builtins.list[model.Network]:
         return await self._read(model.networks)  # type: ignore[no-any-return]
 
     async def inspect(self, ref: str) -> model.Network:
@@ -202,11 +203,11 @@ class NetworkService:
         return net  # type: ignore[no-any-return]
 
     async def endpoints(self, *, network_id: str | None = None, container_id: str | None = None
-                        ) -> list[model.Endpoint]:
+                        ) -> builtins.list[model.Endpoint]:
         return await self._read(  # type: ignore[no-any-return]
             lambda c: model.endpoints(c, network_id=network_id, container_id=container_id))
 
-    async def ports(self, container_id: str | None = None) -> list[model.Port]:
+    async def ports(self, container_id: str | None = None) -> builtins.list[model.Port]:
         return await self._read(lambda c: model.ports(c, container_id))  # type: ignore[no-any-return]
 
     async def remove(self, ref: str, *, actor: str) -> None:
@@ -226,8 +227,8 @@ class NetworkService:
             await asyncio.to_thread(links.delete_link, net.bridge)
             await self._apply_rules()
 
-    async def prune(self, *, labels: list[str] | None = None, until_ns: int | None = None,
-                    actor: str) -> list[str]:
+    async def prune(self, *, labels: builtins.list[str] | None = None, until_ns: int | None = None,
+                    actor: str) -> builtins.list[str]:
         """Remove user-defined networks without endpoints; returns their names."""
         gone = []
         for net in await self.list():
@@ -263,8 +264,8 @@ class NetworkService:
         if container_id in boxes:
             await self.journal.append([SandboxRemoved(container_id=container_id)], namespace=NAMESPACE, actor=actor)
 
-    async def attach(self, container_id: str, netns_path: str, networks: list[EndpointRequest],
-                     ports: list[PortSpec] | None = None, *, name: str = "", actor: str = "daemon"
+    async def attach(self, container_id: str, netns_path: str, networks: builtins.list[EndpointRequest],
+                     ports: builtins.list[PortSpec] | None = None, *, name: str = "", actor: str = "daemon"
                      ) -> dict[str, EndpointSettings]:
         """Connect a container's namespace to networks and publish its ports; returns settings by network name.
 
@@ -274,9 +275,9 @@ class NetworkService:
         async with self._lock:
             return await self._attach(container_id, netns_path, networks, list(ports or []), name, actor)
 
-    async def _attach(self, cid: str, path: str, reqs: list[EndpointRequest], ports: list[PortSpec], name: str,
+    async def _attach(self, cid: str, path: str, reqs: builtins.list[EndpointRequest], ports: builtins.list[PortSpec], name: str,
                       actor: str) -> dict[str, EndpointSettings]:
-        nets: list[tuple[model.Network, EndpointRequest]] = []
+        nets: builtins.list[tuple[model.Network, EndpointRequest]] = []
         for req in reqs:
             net = await self.inspect(req.network)
             if net.kernel:
@@ -292,7 +293,7 @@ class NetworkService:
             return {}
         # hold host ports first: a taken port fails before anything is made
         held: dict[str, socket.socket] = {}
-        bound: list[tuple[PortSpec, int]] = []
+        bound: builtins.list[tuple[PortSpec, int]] = []
         try:
             for p in ports:
                 s = await asyncio.to_thread(reserve, p.proto, p.host_ip, p.host_port)
@@ -304,11 +305,11 @@ class NetworkService:
                 s.close()
             raise
         ifnames = await asyncio.to_thread(_free_ifnames, path, len(nets))
-        planned: list[tuple[model.Network, EndpointAttachRequested]] = []
+        planned: builtins.list[tuple[model.Network, EndpointAttachRequested]] = []
 
-        def decide(tx: sqlite3.Cursor) -> list[Event]:
+        def decide(tx: sqlite3.Cursor) -> builtins.list[Event]:
             planned.clear()
-            events: list[Event] = []
+            events: builtins.list[Event] = []
             for (net, req), ifname in zip(nets, ifnames, strict=True):
                 if model.endpoints(tx, network_id=net.id, container_id=cid):
                     raise AlreadyExists(f"endpoint with name {name} already exists in network {net.name}")
@@ -343,7 +344,7 @@ class NetworkService:
                 s.close()
             raise
         self._reserved.update(held)
-        made: list[str] = []
+        made: builtins.list[str] = []
         try:
             for net, ev in planned:
                 await asyncio.to_thread(links.ensure_bridge, net.bridge, net.gateway, ipam.Pool(net.subnet, "").prefixlen,
@@ -368,9 +369,9 @@ class NetworkService:
         await self._refresh_dns()
         return {net.name: _settings(net, ev) for net, ev in planned}
 
-    async def _settle_failed(self, cid: str, eps: list[EndpointAttachRequested], ports: list[tuple[str, str, int]],
+    async def _settle_failed(self, cid: str, eps: builtins.list[EndpointAttachRequested], ports: builtins.list[tuple[str, str, int]],
                              error: str, actor: str) -> None:
-        events: list[Event] = []
+        events: builtins.list[Event] = []
         for ev in eps:
             events += [EndpointAttachFailed(endpoint_id=ev.endpoint_id, network_id=ev.network_id, container_id=cid,
                                             error=error[:500]),
@@ -384,7 +385,7 @@ class NetworkService:
         if events:
             await self.journal.append(events, namespace=NAMESPACE, actor=actor, cause="api")
 
-    async def connect(self, network: str, container_id: str, *, aliases: list[str] | None = None, ip: str = "",
+    async def connect(self, network: str, container_id: str, *, aliases: builtins.list[str] | None = None, ip: str = "",
                       name: str = "", actor: str) -> EndpointSettings:
         """Connect a running container (one with a sandbox) to one more network."""
         boxes = await self._read(model.sandboxes)
@@ -415,7 +416,7 @@ class NetworkService:
             eps = await self.endpoints(container_id=container_id)
             await self._detach(container_id, eps, actor, ports_too=True)
 
-    async def _detach(self, cid: str, eps: list[model.Endpoint], actor: str, *, ports_too: bool) -> None:
+    async def _detach(self, cid: str, eps: builtins.list[model.Endpoint], actor: str, *, ports_too: bool) -> None:
         ports = await self.ports(cid) if ports_too else []
         if not eps and not ports:
             return
@@ -425,7 +426,7 @@ class NetworkService:
                                       namespace=NAMESPACE, actor=actor)
         for e in eps:
             await asyncio.to_thread(links.delete_link, e.host_if)
-        events: list[Event] = []
+        events: builtins.list[Event] = []
         for e in eps:
             events += [EndpointDetached(endpoint_id=e.id, network_id=e.network_id, container_id=cid),
                        AddressReleased(network_id=e.network_id, ip=e.ip, endpoint_id=e.id)]
@@ -446,7 +447,7 @@ class NetworkService:
     # ---- kernel state from the projection ------------------------------------------------------
 
     async def _apply_rules(self) -> None:
-        def q(conn: sqlite3.Connection) -> tuple[list[model.Network], list[model.Port]]:
+        def q(conn: sqlite3.Connection) -> tuple[builtins.list[model.Network], builtins.list[model.Port]]:
             return model.networks(conn), model.ports(conn)
 
         nets, ports = await self._read(q)
@@ -460,14 +461,14 @@ class NetworkService:
         await asyncio.to_thread(nft.apply, self.table, bridges, rules)
 
     async def _refresh_dns(self) -> None:
-        def q(conn: sqlite3.Connection) -> dict[str, dict[str, list[str]]]:
+        def q(conn: sqlite3.Connection) -> dict[str, dict[str, builtins.list[str]]]:
             nets = {n.id: n for n in model.networks(conn)}
             eps = [e for e in model.endpoints(conn) if e.state == "attached" and nets.get(e.network_id)
                    and nets[e.network_id].dns]
-            by_net: dict[str, list[model.Endpoint]] = {}
+            by_net: dict[str, builtins.list[model.Endpoint]] = {}
             for e in eps:
                 by_net.setdefault(e.network_id, []).append(e)
-            out: dict[str, dict[str, list[str]]] = {}
+            out: dict[str, dict[str, builtins.list[str]]] = {}
             for e in eps:
                 table = out.setdefault(e.container_id, {})
                 for peer in by_net[e.network_id]:
@@ -480,7 +481,7 @@ class NetworkService:
 
         self._dns_names = await self._read(q)
 
-    def _dns_lookup(self, container_id: str, name: str) -> list[str] | None:
+    def _dns_lookup(self, container_id: str, name: str) -> builtins.list[str] | None:
         return self._dns_names.get(container_id, {}).get(name.rstrip(".").lower())
 
     async def close(self) -> None:
@@ -499,7 +500,7 @@ def _settings(net: model.Network, ev: EndpointAttachRequested) -> EndpointSettin
 
 
 def _lo_up() -> None:
-    from pyroute2 import IPRoute
+    from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname="lo")
@@ -507,7 +508,7 @@ def _lo_up() -> None:
             ipr.link("set", index=idx[0], state="up")
 
 
-def _free_ifnames(path: str, n: int) -> list[str]:
+def _free_ifnames(path: str, n: int) -> builtins.list[str]:
     first = int(links.free_ifname(path)[3:])
     return [f"eth{first + i}" for i in range(n)]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import time
 
 import pytest
 
@@ -106,13 +107,16 @@ def test_containers_reach_each_other_by_name_and_alias_not_across_networks(d: En
         assert ep["Name"] == "web" and ep["IPv4Address"].endswith("/24") and ep["MacAddress"].startswith("02:42:")
         r = d.docker("run", "--rm", "--network", "n-app", "busybox", "nslookup", "www", timeout=30)
         assert ep["IPv4Address"].split("/")[0] in r.stdout
-        out = ""
-        for _ in range(20):
+        out, errs = "", []
+        deadline = time.monotonic() + 20  # httpd in "web" may still be starting
+        while time.monotonic() < deadline:
             r = _wget(d, "n-app", "http://web/", check=False)
             out = r.stdout
             if r.returncode == 0:
                 break
-        assert out.strip() == "hi-there"
+            errs.append(r.stderr.strip()[-200:])
+            time.sleep(0.2)
+        assert out.strip() == "hi-there", errs
         assert _wget(d, "n-app", "http://www/").stdout.strip() == "hi-there"
         # another network: neither the name nor the address
         assert _wget(d, "n-other", "http://web/", check=False).returncode != 0
