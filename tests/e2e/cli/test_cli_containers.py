@@ -197,3 +197,8 @@ def test_run_resource_and_host_flags_reach_the_container(d: EngineDaemon, tmp_pa
     assert lines[0] == "321" and lines[1].split() == ["10.9.8.7", "db.example"]
     assert lines[2].split()[1] == "8192" and "Read-only file system" in lines[3] and lines[-1] == "tmpfs-ok"
     assert len(cidfile.read_text()) == 64
+
+
+def test_run_i_forwards_stdin_and_half_closes(d: EngineDaemon) -> None:
+    p = engine(d, "run", "-i", "--rm", "busybox", "sh", "-c", "cat; echo after-eof", stdin=b"line 1\nline 2\n")
+    assert p.stdout == b"line 1\nline 2\nafter-eof\n"
