@@ -230,3 +230,40 @@ def test_journal_replays_after_the_network_commands(d: EngineDaemon) -> None:
     assert status == 200 and report["ok"], report
     for table in ("networks", "net_addresses", "net_endpoints", "net_ports", "net_sandboxes"):
         assert report["tables"][table]["ok"], table
+
+
+def _veths(d: EngineDaemon) -> list[str]:
+    from engine.network.links import list_links
+
+    return [n for n in list_links(d.network_prefix) if n.startswith(d.network_prefix + "v")]
+
+
+def _nft(d: EngineDaemon) -> str:
+    import subprocess
+
+    return subprocess.run(["nft", "list", "table", "inet", d.network_prefix], capture_output=True, text=True).stdout
+
+
+def test_publish_all_taken_port_and_nothing_left_after_rm(d: EngineDaemon, busybox: str) -> None:
+    import socket
+
+    name = "all-" + secrets_hex()
+    d.docker("run", "-d", "--name", name, "--expose", "80", "--expose", "53/udp", "-P", "busybox", "sleep", "300")
+    try:
+        ports = json.loads(d.docker("inspect", name).stdout)[0]["NetworkSettings"]["Ports"]
+        assert set(ports) == {"80/tcp", "53/udp"}
+        hp = int(ports["80/tcp"][0]["HostPort"])
+        assert hp > 0 and f"dport {hp} dnat ip to" in _nft(d)
+        assert _veths(d)
+    finally:
+        d.docker("rm", "-f", name)
+    assert _veths(d) == [] and " dnat " not in _nft(d)  # no veth, no rule left
+    # a host port some other process holds: Docker's message naming it, and nothing half set up
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        taken = s.getsockname()[1]
+        r = d.docker("run", "-d", "--name", name, "-p", f"{taken}:80", "busybox", "sleep", "300", check=False)
+        assert r.returncode != 0 and f"0.0.0.0:{taken} failed: port is already allocated" in r.stderr, r.stderr
+        assert _veths(d) == [] and " dnat " not in _nft(d)
+        assert json.loads(d.docker("inspect", name).stdout)[0]["State"]["Running"] is False
+    d.docker("rm", "-f", name)
