@@ -32,16 +32,44 @@ def filters_param(items: list[str]) -> str | None:
 
 
 def display_ports(ports: list[dict[str, Any]]) -> str:
-    out = []
-    for p in sorted(ports or [], key=lambda p: (p.get("PrivatePort", 0), p.get("Type", ""), p.get("IP", ""))):
-        priv = f"{p.get('PrivatePort')}/{p.get('Type', 'tcp')}"
-        if p.get("PublicPort"):
-            ip = p.get("IP") or ""
-            ip = f"[{ip}]" if ":" in ip else ip
-            out.append(f"{ip}:{p['PublicPort']}->{priv}")
+    """docker's DisplayablePorts: ports sorted (private port, IP, public port, type); runs of consecutive
+    ports with the same IP and type (published on the same number, or not published) shown as a range
+    (``0.0.0.0:8000-8001->8000-8001/tcp``, ``53-54/udp``), other mappings as ``IP:PUB->PRIV/type``."""
+    def key(p: dict[str, Any]) -> tuple[int, str, int, str]:
+        return (p.get("PrivatePort") or 0, p.get("IP") or "", p.get("PublicPort") or 0, p.get("Type") or "")
+
+    groups: dict[str, list[int]] = {}
+    order: list[str] = []
+    result: list[str] = []
+    mappings: list[str] = []
+    for p in sorted(ports or [], key=key):
+        cur, typ, ip = p.get("PrivatePort") or 0, p.get("Type") or "tcp", p.get("IP") or ""
+        group_key = typ
+        if ip:
+            if (p.get("PublicPort") or 0) != cur:
+                host = f"[{ip}]" if ":" in ip else ip
+                mappings.append(f"{host}:{p.get('PublicPort') or 0}->{cur}/{typ}")
+                continue
+            group_key = f"{ip}/{typ}"
+        g = groups.get(group_key)
+        if g is None:
+            groups[group_key] = [cur, cur]
+            order.append(group_key)
+        elif cur == g[1] + 1:
+            g[1] = cur
         else:
-            out.append(priv)
-    return ", ".join(out)
+            result.append(_form_group(group_key, g[0], g[1]))
+            groups[group_key] = [cur, cur]
+    result += [_form_group(k, *groups[k]) for k in order]
+    return ", ".join(result + mappings)
+
+
+def _form_group(key: str, first: int, last: int) -> str:
+    ip, _, typ = key.rpartition("/")
+    rng = str(first) if first == last else f"{first}-{last}"
+    if ip:
+        rng = f"{ip}:{rng}->{rng}"
+    return f"{rng}/{typ}"
 
 
 class ContainerRow:

@@ -184,3 +184,13 @@ def test_progress_stream_rendering() -> None:
     with pytest.raises(StreamError, match="manifest unknown"):
         display([{"errorDetail": {"message": "manifest unknown"}, "error": "manifest unknown"}], io.StringIO(),
                 terminal=False)
+
+
+def test_display_ports_groups_ranges_like_docker() -> None:
+    ports = [{"PrivatePort": 54, "Type": "udp"}, {"PrivatePort": 53, "Type": "udp"},
+             {"IP": "0.0.0.0", "PrivatePort": 8001, "PublicPort": 8001, "Type": "tcp"},
+             {"IP": "0.0.0.0", "PrivatePort": 8000, "PublicPort": 8000, "Type": "tcp"},
+             {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 32768, "Type": "tcp"},
+             {"PrivatePort": 9000, "Type": "tcp"}]
+    assert display_ports(ports) == \
+        "53-54/udp, 0.0.0.0:8000-8001->8000-8001/tcp, 9000/tcp, 0.0.0.0:32768->80/tcp"
