@@ -91,9 +91,11 @@ def busybox(d: EngineDaemon) -> str:
     return import_busybox(d)
 
 
-def _wget(d: EngineDaemon, net: str, url: str, check: bool = True):  # type: ignore[no-untyped-def]
-    return d.docker("run", "--rm", "--network", net, "busybox", "wget", "-q", "-O", "-", url, check=check,
-                    timeout=30)
+def _exec(d: EngineDaemon, name: str, script: str):  # type: ignore[no-untyped-def]
+    """A probe inside a running container (exec, not a short `docker run --rm`: that one sometimes returns
+    before its output arrived — a dockerd-role attach race, reported — which is not what these tests are
+    about)."""
+    return d.docker("exec", name, "sh", "-c", script, check=False, timeout=30)
 
 
 def test_containers_reach_each_other_by_name_and_alias_not_across_networks(d: EngineDaemon, busybox: str) -> None:
@@ -102,35 +104,35 @@ def test_containers_reach_each_other_by_name_and_alias_not_across_networks(d: En
     try:
         d.docker("run", "-d", "--name", "web", "--network", "n-app", "--network-alias", "www", "busybox",
                  "sh", "-c", "mkdir -p /w && echo hi-there > /w/index.html && exec httpd -f -p 80 -h /w")
+        d.docker("run", "-d", "--name", "probe-app", "--network", "n-app", "busybox", "sleep", "300")
+        d.docker("run", "-d", "--name", "probe-other", "--network", "n-other", "busybox", "sleep", "300")
         info = json.loads(d.docker("network", "inspect", "n-app").stdout)[0]
-        (ep,) = info["Containers"].values()
-        assert ep["Name"] == "web" and ep["IPv4Address"].endswith("/24") and ep["MacAddress"].startswith("02:42:")
-        r = d.docker("run", "--rm", "--network", "n-app", "busybox", "nslookup", "www", timeout=30)
-        assert ep["IPv4Address"].split("/")[0] in r.stdout
+        eps = {c["Name"]: c for c in info["Containers"].values()}
+        ep = eps["web"]
+        assert ep["IPv4Address"].endswith("/24") and ep["MacAddress"].startswith("02:42:")
+        ip = ep["IPv4Address"].split("/")[0]
+        assert ip in _exec(d, "probe-app", "nslookup www").stdout
         out, errs = "", []
         deadline = time.monotonic() + 20  # httpd in "web" may still be starting
         while time.monotonic() < deadline:
-            r = _wget(d, "n-app", "http://web/", check=False)
+            r = _exec(d, "probe-app", "wget -q -O - http://web/")
             out = r.stdout
             if r.returncode == 0:
                 break
             errs.append(r.stderr.strip()[-200:])
             time.sleep(0.2)
         assert out.strip() == "hi-there", errs
-        assert _wget(d, "n-app", "http://www/").stdout.strip() == "hi-there"
+        assert _exec(d, "probe-app", "wget -q -O - http://www/").stdout.strip() == "hi-there"
         # another network: neither the name nor the address
-        assert _wget(d, "n-other", "http://web/", check=False).returncode != 0
-        ip = ep["IPv4Address"].split("/")[0]
-        r = d.docker("run", "--rm", "--network", "n-other", "busybox", "sh", "-c",
-                     f"echo GET / | nc -w 2 {ip} 80 && echo connected", check=False, timeout=30)
-        assert "connected" not in r.stdout and "hi-there" not in r.stdout
-        r = d.docker("run", "--rm", "--network", "n-app", "busybox", "sh", "-c",
-                     f"echo GET / | nc -w 2 {ip} 80 && echo connected", check=False, timeout=30)
-        assert "connected" in r.stdout  # the same probe on the right network does connect
+        r = _exec(d, "probe-other", "wget -q -O - http://web/")
+        assert r.returncode != 0 and "hi-there" not in r.stdout
+        probe = f"echo GET / | nc -w 2 {ip} 80 && echo connected"
+        assert "connected" not in _exec(d, "probe-other", probe).stdout
+        assert "connected" in _exec(d, "probe-app", probe).stdout  # the same probe on the right network does
         r = d.docker("network", "rm", "n-app", check=False)
         assert r.returncode != 0 and "has active endpoints" in r.stderr
     finally:
-        d.docker("rm", "-f", "web", check=False)
+        d.docker("rm", "-f", "web", "probe-app", "probe-other", check=False)
         d.docker("network", "rm", "n-app", "n-other", check=False)
 
 
@@ -174,7 +176,8 @@ def test_connect_disconnect_a_running_container(d: EngineDaemon, busybox: str) -
         assert ip in r.stdout
         r = d.docker("network", "connect", "n-late", name, check=False)
         assert r.returncode != 0 and "already exists in network n-late" in r.stderr
-        r = d.docker("run", "--rm", "--network", "n-late", "busybox", "nslookup", "latecomer", timeout=30)
+        # the container started on the default bridge: its resolv.conf is the host's, so ask 127.0.0.11
+        r = d.docker("exec", name, "nslookup", "latecomer", "127.0.0.11", timeout=30)
         assert ip in r.stdout
         d.docker("network", "disconnect", "n-late", name)
         assert json.loads(d.docker("network", "inspect", "n-late").stdout)[0]["Containers"] == {}
