@@ -271,3 +271,33 @@ async def test_default_bridge_has_no_name_resolution(net, tmp_path):  # type: ig
     with pytest.raises(InvalidArgument, match="user defined networks"):
         p = await net.svc.create_sandbox("j3" * 32)
         await net.svc.attach("j3" * 32, p, [EndpointRequest("bridge", aliases=["x"])])
+
+
+async def test_recovery_settles_an_attach_cut_short(netenv):  # type: ignore[no-untyped-def]
+    """A daemon killed between endpoint.attach_requested and its outcome: the next start removes the
+    veth it had made, releases the address and the port, and journals endpoint.attach_failed."""
+    from engine.services.networks.events import AddressAllocated, EndpointAttachRequested, PortBound, port_key
+
+    svc = await netenv.open()
+    net = await svc.create("cut", subnet=netenv.subnets[0], actor="test")
+    path = await svc.create_sandbox("k1" * 32)
+    ip = netenv.subnets[0].replace(".0/24", ".9")
+    host_if = f"{netenv.prefix}vcut"
+    await netenv.journal.append([
+        AddressAllocated(network_id=net.id, ip=ip, endpoint_id="e" * 64),
+        EndpointAttachRequested(endpoint_id="e" * 64, network_id=net.id, container_id="k1" * 32, name="cut",
+                                ip=ip, mac=links.mac_for(ip), host_if=host_if, ifname="eth0", netns=path),
+        PortBound(key=port_key("tcp", "", 45678), proto="tcp", host_ip="", host_port=45678,
+                  container_id="k1" * 32, container_port=80, network_id=net.id, container_ip=ip),
+    ], namespace="moby", actor="test")
+    subprocess.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", host_if + "p"], check=True)
+    await netenv.close()
+    svc = await netenv.open()
+    assert not links.link_exists(host_if)
+    assert await svc.endpoints() == [] and await svc.ports() == []
+    failed = await netenv.journal.read(where="type = 'endpoint.attach_failed'")
+    assert [e.event.endpoint_id for e in failed] == ["e" * 64]
+    # the address is free again: a static request for it succeeds
+    out = await svc.attach("k1" * 32, path, [EndpointRequest("cut", ip=ip)])
+    assert out["cut"].ip == ip
+    await netenv.close()
