@@ -90,6 +90,16 @@ def ensure_bridge(name: str, gateway: str | None, prefixlen: int, mtu: int = 0) 
 
 
 @off_loop
+def bridge_addresses(name: str) -> list[str]:
+    """The IPv4 addresses of a link as "a.b.c.d/len" ([] when it does not exist)."""
+    with IPRoute() as ipr:
+        idx = _index(ipr, name)
+        if idx is None:
+            return []
+        return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=idx, family=2)]
+
+
+@off_loop
 def delete_link(name: str) -> bool:
     """Delete a link by name; False when it did not exist."""
     with IPRoute() as ipr:

@@ -118,8 +118,14 @@ class NetworkService:
         have = {n.name for n in nets}
         events: builtins.list[Event] = []
         if "bridge" not in have:
-            routes = [str(r) for r in await asyncio.to_thread(links.host_routes)]
-            pool = ipam.default_bridge_pool(self.bridge_cidr, self.prefix, routes + [n.subnet for n in nets if n.subnet])
+            existing = await asyncio.to_thread(links.bridge_addresses, self.bridge_name)
+            if existing and not self.bridge_cidr:
+                # as dockerd with docker0: without --bip an existing bridge keeps the address it has
+                pool = ipam.default_bridge_pool(existing[0], self.prefix, [])
+            else:
+                routes = [str(r) for r in await asyncio.to_thread(links.host_routes)]
+                pool = ipam.default_bridge_pool(self.bridge_cidr, self.prefix,
+                                                routes + [n.subnet for n in nets if n.subnet])
         for name, driver in (("bridge", "bridge"), ("host", "host"), ("none", "null")):
             if name in have:
                 continue

@@ -51,13 +51,14 @@ class Env:
         self.svc: NetworkService | None = None
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    async def open(self, forwarders: list[str] | None = None) -> NetworkService:
+    async def open(self, forwarders: list[str] | None = None, bridge_cidr: str | None = None) -> NetworkService:
         from engine.services.networks.recovery import recover
 
         self.journal = Journal(self.db, all_projections())
         await self.journal.open()
         self.svc = NetworkService(self.journal, prefix=self.prefix, exec_root=self.exec_root,
-                                  bridge_cidr=self.bridge_cidr, default_pools=[{"base": self.subnets[2], "size": 26}],
+                                  bridge_cidr=self.bridge_cidr if bridge_cidr is None else bridge_cidr,
+                                  default_pools=[{"base": self.subnets[2], "size": 26}],
                                   dns_forwarders=forwarders if forwarders is not None else [])
         await recover(self.svc)
         return self.svc

@@ -301,3 +301,17 @@ async def test_recovery_settles_an_attach_cut_short(netenv):  # type: ignore[no-
     out = await svc.attach("k1" * 32, path, [EndpointRequest("cut", ip=ip)])
     assert out["cut"].ip == ip
     await netenv.close()
+
+
+async def test_default_bridge_keeps_an_existing_bridges_address(netenv):  # type: ignore[no-untyped-def]
+    """Without --bip an existing default bridge keeps its address (as dockerd with docker0): a second
+    daemon root on the same prefix must not stack another address onto it."""
+    name = f"{netenv.prefix}0"
+    gw = netenv.subnets[3].replace(".0/24", ".1")
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", f"{gw}/24", "dev", name], check=True)
+    svc = await netenv.open(bridge_cidr="")
+    bridge = await svc.inspect("bridge")
+    assert (bridge.subnet, bridge.gateway) == (netenv.subnets[3], gw)
+    assert links.bridge_addresses(name) == [f"{gw}/24"]
+    await netenv.close()
