@@ -123,3 +123,23 @@ def ports(conn: Conn, container_id: str | None = None) -> list[Port]:
 
 def sandboxes(conn: Conn) -> dict[str, str]:
     return dict(conn.execute("SELECT container_id, netns FROM net_sandboxes").fetchall())
+
+
+def dns_names(conn: Conn) -> dict[str, dict[str, list[str]]]:
+    """For each container on a user-defined network: the names it can resolve (its peers' container
+    names, aliases and short ids on the networks it shares with them, lower-case) -> addresses."""
+    nets = {n.id: n for n in networks(conn)}
+    eps = [e for e in endpoints(conn) if e.state == "attached" and e.network_id in nets and nets[e.network_id].dns]
+    by_net: dict[str, list[Endpoint]] = {}
+    for e in eps:
+        by_net.setdefault(e.network_id, []).append(e)
+    out: dict[str, dict[str, list[str]]] = {}
+    for e in eps:
+        table = out.setdefault(e.container_id, {})
+        for peer in by_net[e.network_id]:
+            for n in {peer.name, *peer.aliases, peer.container_id[:12]}:
+                if n:
+                    addrs = table.setdefault(n.lower(), [])
+                    if peer.ip not in addrs:
+                        addrs.append(peer.ip)
+    return out

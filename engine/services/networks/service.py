@@ -467,25 +467,7 @@ class NetworkService:
         await asyncio.to_thread(nft.apply, self.table, bridges, rules)
 
     async def _refresh_dns(self) -> None:
-        def q(conn: sqlite3.Connection) -> dict[str, dict[str, builtins.list[str]]]:
-            nets = {n.id: n for n in model.networks(conn)}
-            eps = [e for e in model.endpoints(conn) if e.state == "attached" and nets.get(e.network_id)
-                   and nets[e.network_id].dns]
-            by_net: dict[str, builtins.list[model.Endpoint]] = {}
-            for e in eps:
-                by_net.setdefault(e.network_id, []).append(e)
-            out: dict[str, dict[str, builtins.list[str]]] = {}
-            for e in eps:
-                table = out.setdefault(e.container_id, {})
-                for peer in by_net[e.network_id]:
-                    for n in {peer.name, *peer.aliases, peer.container_id[:12]}:
-                        if n:
-                            table.setdefault(n.lower(), [])
-                            if peer.ip not in table[n.lower()]:
-                                table[n.lower()].append(peer.ip)
-            return out
-
-        self._dns_names = await self._read(q)
+        self._dns_names = await self._read(model.dns_names)
 
     def _dns_lookup(self, container_id: str, name: str) -> builtins.list[str] | None:
         return self._dns_names.get(container_id, {}).get(name.rstrip(".").lower())
