@@ -185,9 +185,12 @@ def test_network_modes(d: EngineDaemon) -> None:
     assert os.readlink(f"/proc/{pid2}/ns/net") != os.readlink("/proc/self/ns/net")
     assert "none" in fmt(d, "{{json .NetworkSettings.Networks}}", "nonet")
     dk(d, "rm", "-f", "hostnet", "nonet")
-    out = dk(d, "run", "--rm", "--uts", "host", "--pid", "host", "busybox", "sh", "-c", "hostname; ls /proc | grep -c '^[0-9]'")
-    host_name, nprocs = out.split()
-    assert host_name == os.uname().nodename and int(nprocs) > 5  # the host's hostname and processes
+    dk(d, "run", "-d", "--name", "hostns", "--uts", "host", "--pid", "host", "--ipc", "host", "busybox", "sleep", "100")
+    pid3 = int(fmt(d, "{{.State.Pid}}", "hostns"))
+    for ns in ("uts", "pid", "ipc"):  # the host's hostname, processes and IPC
+        assert os.readlink(f"/proc/{pid3}/ns/{ns}") == os.readlink(f"/proc/self/ns/{ns}"), ns
+    assert os.readlink(f"/proc/{pid3}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    dk(d, "rm", "-f", "hostns")
 
 
 def test_wait_run_exit_codes_and_rm(d: EngineDaemon) -> None:
