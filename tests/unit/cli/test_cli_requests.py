@@ -480,3 +480,10 @@ def test_stats_streams_until_interrupted(api: FakeAPI) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_it_without_a_terminal_is_refused_before_any_request(api: FakeAPI) -> None:
+    p = engine(api, "run", "-it", "busybox", "sh")
+    assert (p.returncode, p.stderr) == (1, b"the input device is not a TTY\n") and not api.requests
+    p = engine(api, "run", "--detach-keys", "ctrl-", "busybox")
+    assert p.returncode == 125 and b"Invalid detach keys (ctrl-) provided" in p.stderr and not api.requests
