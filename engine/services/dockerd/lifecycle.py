@@ -12,9 +12,8 @@ Docker means by each verb and journals what only Docker knows (record.py's event
 * **stop** journals ``stop_requested`` (the restart policy then leaves the container alone), sends the
   stop signal, waits ``t`` seconds (``StopTimeout``, else 10), then SIGKILL; ``docker_container.stopped``
   once it has exited (Docker's ``stop`` event). **kill** journals ``kill_requested`` and signals.
-* **The exit monitor** follows the journal's ``task.exited``/``task.vanished`` in ``moby``: it deletes the
-  exited task (as dockerd does: ``ctr -n moby tasks ls`` is empty after an exit), unmounts volumes, and
-  then applies ``AutoRemove`` or the restart policy (``restart_scheduled`` → a delayed start).
+* **The exit monitor** (monitor.py) follows the journal's exits in ``moby``: it deletes the exited task,
+  detaches the network, unmounts volumes, then applies ``AutoRemove`` or the restart policy.
 * **wait** answers from the journal: ``not-running`` at once when not running, ``next-exit`` at the
   next exit, ``removed`` at ``docker_container.removed``.
 * Commands on one container hold a per-id lock; reads never wait for it.
@@ -29,15 +28,16 @@ import logging
 import os
 import shutil
 import signal as _signal
-import time
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import Conflict, EngineError, FailedPrecondition, InvalidArgument, NotFound
 from engine.services.containers import OCI_SPEC_TYPE_URL, AnyBlob, Container
-from engine.services.dockerd import hostconfig, netattach, restart
+from engine.services.dockerd import hostconfig, netattach
 from engine.services.dockerd import mounts as mountmod
 from engine.services.dockerd import record as rec
 from engine.services.dockerd import spec as specmod
+from engine.services.dockerd.monitor import EXIT_TYPES as _EXIT_TYPES
+from engine.services.dockerd.monitor import ExitMonitor
 from engine.services.dockerd.record import NAMESPACE, DockerContainer
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_STOP_TIMEOUT = 10
 _FAULT = os.environ.get("ENGINE_FAULT_DOCKER", "")
-_EXIT_TYPES = ("task.exited", "task.vanished")
 
 
 class NotModified(EngineError):
@@ -64,7 +63,7 @@ def _exit_code_for(err: str) -> int:
     return 128
 
 
-class Lifecycle:
+class Lifecycle(ExitMonitor):
     def __init__(self, services: Services) -> None:
         self.services = services
         self._locks: dict[str, asyncio.Lock] = {}
@@ -486,93 +485,6 @@ class Lifecycle:
             reclaimed += size
         await self._append([rec.DockerContainersPruned(removed=removed, reclaimed=reclaimed)], actor=actor)
         return removed, reclaimed
-
-    # ---- the exit monitor -----------------------------------------------------------------------------
-    def start_monitor(self) -> None:
-        self._monitor = asyncio.get_running_loop().create_task(self._run_monitor(), name="docker-exit-monitor")
-
-    async def close(self) -> None:
-        for t in [self._monitor, *self._background]:
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
-
-    async def _run_monitor(self) -> None:
-        j = self.services.journal
-        sub = j.subscribe(internal=True, match=lambda env: env.namespace == NAMESPACE and env.type in _EXIT_TYPES)
-        try:
-            async for env in sub:
-                self._spawn(self._on_exit(env.subject, env.time_ns))
-        except EngineError as err:
-            log.info("docker exit monitor stopped: %s", err)
-        finally:
-            await sub.aclose()
-
-    def _spawn(self, coro: Any) -> None:
-        t = asyncio.get_running_loop().create_task(coro)
-        self._background.add(t)
-        t.add_done_callback(self._background.discard)
-
-    async def _on_exit(self, cid: str, exited_ns: int, *, at_daemon_start: bool = False) -> None:
-        try:
-            async with self.lock(cid):
-                c = await self.services.journal.run_read(lambda conn: rec.read(conn, cid))
-                if c is None or c.state.status in (rec.REMOVING, rec.DEAD):  # type: ignore[attr-defined]
-                    return
-                await self._delete_exited_task(cid, actor="daemon")
-                if c.state.status in (rec.RUNNING, rec.PAUSED):  # type: ignore[attr-defined]
-                    return  # started again meanwhile
-                if cid in self._restart_pending:  # the exit monitor and the daemon-start pass saw the same exit
-                    return
-                await self._unmount_volumes(c, actor="daemon")  # type: ignore[arg-type]
-                if c.host_config.get("AutoRemove") and not at_daemon_start:  # type: ignore[attr-defined]
-                    await self._remove_locked(cid, force=False, volumes=True, actor="daemon", cause="auto-remove")
-                    return
-                pol = restart.parse(c.host_config.get("RestartPolicy"))  # type: ignore[attr-defined]
-                st = c.state  # type: ignore[attr-defined]
-                if not restart.should_restart(pol, exit_code=st.exit_code, restart_count=c.restart_count,  # type: ignore[attr-defined]
-                                              manually_stopped=st.manually_stopped, at_daemon_start=at_daemon_start):
-                    return
-                ran = max(0.0, (st.finished_at - st.started_at) / 1e9) if st.started_at else 0.0
-                delay = restart.next_delay(self._restart_delay.get(cid, 0.0), ran)
-                self._restart_delay[cid] = delay
-                await self._append([rec.DockerContainerRestartScheduled(
-                    id=cid, restart_count=c.restart_count + 1, delay_ms=int(delay * 1000))],  # type: ignore[attr-defined]
-                    actor="daemon", cause="restart-policy")
-                self._restart_pending.add(cid)
-            try:
-                await asyncio.sleep(delay)
-                async with self.lock(cid):
-                    c = await self.services.journal.run_read(lambda conn: rec.read(conn, cid))
-                    if c is None or c.state.status != rec.RESTARTING or c.state.manually_stopped:  # type: ignore[attr-defined]
-                        return
-                    with contextlib.suppress(EngineError):
-                        await self._start_locked(cid, actor="daemon", cause="restart-policy")
-            finally:
-                self._restart_pending.discard(cid)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("container %s: handling its exit failed", cid[:12])
-
-    async def recover_lifecycle(self, *, actor: str = "daemon") -> None:
-        """After the tasks' recovery: settle exits journaled while nobody watched, apply restart policies."""
-        s = self.services
-        if s.tasks is not None and s.tasks.recovery is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(s.tasks.recovery)
-        for c in await self.list():  # type: ignore[attr-defined]
-            if c.state.status == rec.REMOVING:  # a removal cut by the stop: recorded as failed, then finished
-                with contextlib.suppress(EngineError):
-                    async with self.lock(c.id):
-                        await self._append([rec.DockerContainerRemoveFailed(id=c.id, error="the daemon stopped "
-                                                                            "during the removal")], actor=actor,
-                                           cause="recover")
-                        await self._remove_locked(c.id, force=True, volumes=False, actor=actor, cause="recover")
-                continue
-            if c.state.status in (rec.EXITED, rec.RESTARTING):
-                self._spawn(self._on_exit(c.id, time.time_ns(), at_daemon_start=True))
 
 
 def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
