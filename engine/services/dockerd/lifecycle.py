@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_STOP_TIMEOUT = 10
+ATTACH_WAIT_S = 2.0
+ATTACH_GRACE_S = 0.05
 _FAULT = os.environ.get("ENGINE_FAULT_DOCKER", "")
 
 
@@ -71,6 +73,7 @@ class Lifecycle(ExitMonitor):
         self._background: set[asyncio.Task] = set()
         self._restart_delay: dict[str, float] = {}
         self._restart_pending: set[str] = set()  # a scheduled restart is waiting: one exit, one restart
+        self._attaching: dict[str, set[asyncio.Event]] = {}  # attach_pending: start waits for these
 
     def lock(self, cid: str) -> asyncio.Lock:
         lk = self._locks.get(cid)
@@ -89,6 +92,35 @@ class Lifecycle(ExitMonitor):
             return None
 
     # ---- start ----------------------------------------------------------------------------------------
+    def attach_pending(self, cid: str) -> asyncio.Event:
+        """For an attach that will follow the container's output (``docker run`` attaches, then starts): the
+        caller sets the returned event once its reader is registered with the shim and calls ``attach_done``
+        when it ends. A start waits (at most ATTACH_WAIT_S) between creating the task and starting its process
+        until every pending attach is set, so the first bytes the process writes reach the client."""
+        ev = asyncio.Event()
+        self._attaching.setdefault(cid, set()).add(ev)
+        return ev
+
+    def attach_done(self, cid: str, ev: asyncio.Event) -> None:
+        ev.set()
+        waiting = self._attaching.get(cid)
+        if waiting is not None:
+            waiting.discard(ev)
+            if not waiting:
+                del self._attaching[cid]
+
+    async def _await_attaches(self, cid: str) -> None:
+        waiting = self._attaching.get(cid)
+        pending = [e for e in waiting or () if not e.is_set()]
+        if pending:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ATTACH_WAIT_S):
+                    await asyncio.gather(*(e.wait() for e in pending))
+        elif waiting is None and await self.services.journal.run_read(lambda conn: _attached_since_stop(conn, cid)):
+            # stop-gap while the attach endpoint does not register (attach_pending): a client attached since
+            # the container last stopped is given a moment to reach the shim before the process runs
+            await asyncio.sleep(ATTACH_GRACE_S)
+
     async def start(self, cid: str, *, actor: str, cause: str = "api") -> None:
         c = await self.resolve(cid)  # type: ignore[attr-defined]
         async with self.lock(c.id):
@@ -148,6 +180,7 @@ class Lifecycle(ExitMonitor):
                                                                exit_code=_exit_code_for(str(err)))],
                                actor=actor, cause=cause)
             raise _start_error(err) from err
+        await self._await_attaches(cid)  # the clients attached before the start see every byte
         try:
             await s.tasks.start(NAMESPACE, cid, actor=actor)
         except EngineError as err:
@@ -485,6 +518,15 @@ class Lifecycle(ExitMonitor):
             reclaimed += size
         await self._append([rec.DockerContainersPruned(removed=removed, reclaimed=reclaimed)], actor=actor)
         return removed, reclaimed
+
+
+def _attached_since_stop(conn: Any, cid: str) -> bool:
+    """Whether a client attached (``docker_stream.attached``) since the container was created or last exited."""
+    row = conn.execute("SELECT max(seq) FROM events WHERE subject = ? AND namespace = ? AND type IN"
+                       " ('docker_container.created', 'task.exited', 'task.vanished')", (cid, NAMESPACE)).fetchone()
+    since = row[0] or 0
+    return conn.execute("SELECT 1 FROM events WHERE subject = ? AND namespace = ? AND seq > ? AND"
+                        " type = 'docker_stream.attached' LIMIT 1", (cid, NAMESPACE, since)).fetchone() is not None
 
 
 def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
