@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import socket
 import sys
 from typing import Any
 
@@ -79,6 +80,9 @@ def run_session(cid: str, *, tty: bool, stdin: bool, detach_keys: str | None, wa
     c = client(timeout=None)
     params = {"stream": 1, "stdin": 1 if stdin else None, "stdout": 1, "stderr": 1, "detachKeys": detach_keys}
     sock, initial, _ = c.hijack("POST", f"/containers/{cid}/attach", params)
+    if not stdin:  # docker half-closes at once when it sends no input, before the start
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
     waiter = None
     if wait_condition is not None:
         waiter = c.send("POST", f"/containers/{cid}/wait", {"condition": wait_condition or None}, stream=True)
