@@ -34,6 +34,7 @@ Design choices:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -42,6 +43,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from engine.errors import AlreadyExists, DataLoss, FailedPrecondition, NotFound, Unavailable
@@ -52,6 +54,7 @@ from engine.images.platforms import Platform
 from engine.images.registry import Credentials, HttpClient, Registry, Repository, from_docker_config
 from engine.images.unpack import Layer, unpack_layers
 from engine.services import image_unpack
+from engine.services.content import backend_ref
 from engine.services.images import Descriptor as ImageDescriptor
 from engine.services.images import Image
 from engine.services.leases import LABEL_EXPIRE, Resource
@@ -67,6 +70,7 @@ _FAULT = os.environ.get(FAULT_ENV, "")
 DOWNLOADS = 3  # concurrent layer downloads per pull, as dockerd's default
 RETRIES = 3
 WRITE_SIZE = 1 << 20
+FLUSH_EVERY = int(os.environ.get("ENGINE_PULL_FLUSH_MB", "16")) << 20  # 0: leave write-back to the commit
 LEASE_TTL = dt.timedelta(hours=24)
 LABEL_SOURCE = "containerd.io/distribution.source."
 LABEL_GC_CONTENT = "containerd.io/gc.ref.content."
@@ -435,7 +439,8 @@ class PullService:
             while w.offset < size:
                 try:
                     resp, start = await repo.open_blob(digest, w.offset)
-                    await self._copy(resp, w, start, size, sid, emit)
+                    await self._copy(resp, w, start, size, sid, emit,
+                                     content.store.ingest_path(backend_ref(namespace, ref)) / "data")
                 except Unavailable:
                     failures += 1
                     if failures > RETRIES:
@@ -461,13 +466,20 @@ class PullService:
         finally:
             await w.close()
 
-    async def _copy(self, resp: Response, w: Any, start: int, size: int, sid: str, emit: Progress | None) -> None:
-        """Stream a blob response into the writer, in ~1 MiB writes, reporting progress."""
+    async def _copy(self, resp: Response, w: Any, start: int, size: int, sid: str, emit: Progress | None,
+                    data_path: Path | None = None) -> None:
+        """Stream a blob response into the writer, in ~1 MiB writes, reporting progress.
+
+        Every ``FLUSH_EVERY`` bytes the ingest file is fdatasync'ed on a worker thread, so the disk writes
+        back while the download goes on and the commit's fsync only waits for the tail."""
         buf: list[bytes] = []
         pending = 0
         offset = start
         first = True
         last_report, reported = 0.0, -1
+        flushed = start
+        flushing: asyncio.Future[None] | None = None
+        fd = os.open(data_path, os.O_RDONLY | os.O_CLOEXEC) if data_path is not None and FLUSH_EVERY else -1
         try:
             async for chunk in resp.chunks():
                 buf.append(chunk)
@@ -479,6 +491,9 @@ class PullService:
                     first = False
                     offset += len(data)
                     fault("layer:partial")
+                    if fd >= 0 and offset - flushed >= FLUSH_EVERY and (flushing is None or flushing.done()):
+                        flushed = offset
+                        flushing = asyncio.ensure_future(asyncio.to_thread(os.fdatasync, fd))
                     now = time.monotonic()
                     if emit and now - last_report > 0.1:
                         last_report, reported = now, offset
@@ -489,6 +504,11 @@ class PullService:
             raise
         finally:
             resp.close()
+            if flushing is not None:
+                with contextlib.suppress(OSError):
+                    await flushing
+            if fd >= 0:
+                os.close(fd)
         if buf:
             data = b"".join(buf)
             await w.write(data, 0 if first and start == 0 else None)
