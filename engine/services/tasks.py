@@ -375,23 +375,30 @@ class TaskService:
         _, client = await self._live((namespace, container_id), "resize the terminal of")
         await client.resize_pty(width, height, exec_id)
 
-    async def attach(self, namespace: str, container_id: str, exec_id: str = "") -> AsyncIterator[tuple[int, bytes]]:
+    async def attach(self, namespace: str, container_id: str, exec_id: str = "", *,
+                     ready: asyncio.Event | None = None) -> AsyncIterator[tuple[int, bytes]]:
         """The process's output from now on as (1 stdout | 2 stderr, bytes) — raw pty bytes on 1 for a
         terminal — until the process's output ends (or its shim goes). Each attach is its own shim
-        connection, so any number can follow one process at once; NotFound for an unknown task or exec."""
-        t = await self.get(namespace, container_id)
-        if exec_id and not any(e.exec_id == exec_id for e in t.execs):
-            raise NotFound(f"exec {exec_id!r} in task {container_id!r}: not found")
-        if t.status not in (te.CREATED, te.RUNNING, te.PAUSED, te.STOPPED):
-            return
+        connection, so any number can follow one process at once; NotFound for an unknown task or exec.
+        `ready` is set once the shim registered this reader (a start can wait for it: nothing is missed)."""
+        client: ShimClient | None = None
         try:
-            client = await ShimClient.connect(t.shim_socket)
-        except Unavailable:
-            if (await self.get(namespace, container_id)).status == te.STOPPED:
-                return  # the output ended with the shim
-            raise
+            t = await self.get(namespace, container_id)
+            if exec_id and not any(e.exec_id == exec_id for e in t.execs):
+                raise NotFound(f"exec {exec_id!r} in task {container_id!r}: not found")
+            if t.status not in (te.CREATED, te.RUNNING, te.PAUSED, te.STOPPED):
+                return
+            try:
+                client = await ShimClient.connect(t.shim_socket)
+            except Unavailable:
+                if (await self.get(namespace, container_id)).status == te.STOPPED:
+                    return  # the output ended with the shim
+                raise
+        finally:
+            if client is None and ready is not None:
+                ready.set()  # nothing to follow: nobody should wait for this reader
         try:
-            async for item in client.attach(exec_id):
+            async for item in client.attach(exec_id, ready=ready):
                 yield item
         except Unavailable as err:  # the shim went: its output ended
             log.info("task %s/%s: attach ended: %s", namespace, container_id, err)

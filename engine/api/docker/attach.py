@@ -212,11 +212,12 @@ class _Hub:
             self._forget()
 
 
-def task_output(tasks: Any, cid: str) -> AsyncIterator[tuple[int, bytes]]:
+def task_output(tasks: Any, cid: str, ready: asyncio.Event | None = None) -> AsyncIterator[tuple[int, bytes]]:
     """The init's output from the shim: ``tasks.attach`` (helper H5's passthrough) when it exists, else the
-    shim client directly through a fan-out (a stop-gap until it lands)."""
+    shim client directly through a fan-out (a stop-gap until it lands). `ready` is set once the shim has
+    registered the reader."""
     if hasattr(tasks, "attach"):
-        return tasks.attach(NAMESPACE, cid)  # type: ignore[no-any-return]
+        return tasks.attach(NAMESPACE, cid, ready=ready)  # type: ignore[no-any-return]
 
     async def via_client() -> AsyncIterator[tuple[int, bytes]]:
         t = await tasks.get(NAMESPACE, cid)
@@ -295,12 +296,24 @@ async def post_attach(services: Services, req: Request) -> Hijack:
             await conn.drain()
         if not stream:
             return
-        if not await _live_task(services, cid, conn):
-            return
+        # a start that comes after this attach (docker run: attach, then start) waits until the shim has
+        # registered our reader, so the process's first bytes reach this client
+        svc = docker(services)
+        pending = svc.attach_pending(cid) if hasattr(svc, "attach_pending") else None
+        try:
+            if not await _live_task(services, cid, conn):
+                return
+            await follow(conn, pending)
+        finally:
+            if pending is not None:
+                svc.attach_done(cid, pending)
+
+    async def follow(conn: Conn, pending: asyncio.Event | None) -> None:
         ready = asyncio.Event()
+        registered = pending or asyncio.Event()
 
         async def output() -> None:
-            it = task_output(tasks, cid)
+            it = task_output(tasks, cid, registered)
             if inspect.isawaitable(it):
                 it = await it
             ready.set()

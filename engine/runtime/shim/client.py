@@ -225,10 +225,15 @@ class ShimClient:
                 last = ev["seq"]
                 yield ev
 
-    async def attach(self, exec_id: str = "") -> AsyncIterator[tuple[int, bytes]]:
-        """The process's output as (stream, bytes) from now on, until both streams end."""
+    async def attach(self, exec_id: str = "", ready: asyncio.Event | None = None) -> AsyncIterator[tuple[int, bytes]]:
+        """The process's output as (stream, bytes) from now on, until both streams end. `ready` is set once the
+        shim has registered this reader (output from then on reaches it), or when there is nothing to follow."""
         q: asyncio.Queue = self._outputs.setdefault(exec_id, asyncio.Queue())
-        res = await self.call("Attach", exec_id=exec_id)
+        try:
+            res = await self.call("Attach", exec_id=exec_id)
+        finally:
+            if ready is not None:
+                ready.set()
         if res.get("ended"):
             return
         open_streams = 2
