@@ -46,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-from engine.errors import AlreadyExists, DataLoss, FailedPrecondition, NotFound, Unavailable
+from engine.errors import AlreadyExists, DataLoss, EngineError, FailedPrecondition, NotFound, Unavailable
 from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
 from engine.images import formats, reference
@@ -251,7 +251,7 @@ class PullService:
                     labels[LABEL_GC_CONTENT + "config"] = doc.config.digest
                     labels.update({f"{LABEL_GC_CONTENT}l.{i}": d.digest for i, d in enumerate(doc.layers)})
                 await self._store_bytes(namespace, desc, data, lease_id, labels, actor)
-            img, changed = await self._record(namespace, name, root.descriptor, actor)
+            img, changed = await self._record(namespace, name, root.descriptor, manifest.config.digest, actor)
             # the snapshots exist already (made while later layers downloaded): this checks them and labels
             resolved = await image_unpack.unpack(services, namespace, name, SNAPSHOTTER, platform=platform,
                                                  actor=actor)
@@ -317,11 +317,27 @@ class PullService:
         except Exception:
             log.exception("cannot delete pull lease %s", lease_id)
 
-    async def _record(self, namespace: str, name: str, target: formats.Descriptor, actor: str) -> tuple[Image, bool]:
-        """Create or point the image record; (record, whether it changed)."""
+    async def _record(self, namespace: str, name: str, target: formats.Descriptor, image_id: str,
+                      actor: str) -> tuple[Image, bool]:
+        """Create or point the image record; (record, whether it changed). In Docker's namespace the image the
+        name pointed at before stays listed as dangling, as with a load or a tag (image_archive's rules)."""
         images = self.services.images
         assert images is not None
         t = ImageDescriptor(media_type=target.media_type, digest=target.digest, size=target.size)
+        if namespace == DOCKER_NAMESPACE:
+            from engine.services.image_archive import point_events
+
+            def decide(tx: sqlite3.Cursor) -> list[Any]:
+                events = point_events(tx, namespace, name, t, image_id)
+                if not events:
+                    raise _Unchanged(name)
+                return events
+
+            try:
+                await self.services.journal.append(decide, namespace=namespace, actor=actor)
+            except _Unchanged:
+                return await images.get(namespace, name), False
+            return await images.get(namespace, name), True
         try:
             cur = await images.get(namespace, name)
         except NotFound:
@@ -524,3 +540,10 @@ async def _gather(coros: list[Any]) -> None:
     for res in results:
         if isinstance(res, BaseException):
             raise res
+
+
+DOCKER_NAMESPACE = "moby"
+
+
+class _Unchanged(EngineError):
+    """The name already points at the pulled target (nothing to journal)."""

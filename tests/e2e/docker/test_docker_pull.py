@@ -68,9 +68,26 @@ def test_docker_pull_by_tag_and_digest(env: tuple[EngineDaemon, TestRegistry, Te
     assert f"{reg.host}/bb@{digest}" in moby_images(d)
     # the pulled image is the docker CLI's: listed and runnable
     assert f"{reg.host}/bb" in docker(d, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
-    # (checked by exit code: `docker run --rm` output is sometimes lost on this daemon, a separate bug)
-    ran = docker(d, "run", "--rm", f"{reg.host}/bb:1", "sh", "-c", "test -x /bin/busybox && exit 7", check=False)
-    assert ran.returncode == 7, ran.stderr
+    ran = docker(d, "run", "--rm", f"{reg.host}/bb:1", "sh", "-c", "test -x /bin/busybox && echo ran && exit 7",
+                 check=False)
+    assert (ran.returncode, ran.stdout) == (7, "ran\n"), ran.stderr
+
+
+def test_a_pull_that_moves_a_tag_leaves_the_old_image_dangling(
+        env: tuple[EngineDaemon, TestRegistry, TestRegistry], tmp_path: Path) -> None:
+    d, reg, _ = env
+    first = images.busybox_oci_archive(tmp_path, "mv:1", gz=True, config_extra={"Labels": {"v": "1"}})
+    reg.skopeo_copy(f"oci-archive:{first}", "mv:1")
+    docker(d, "pull", f"{reg.host}/mv:1")
+    old_id = docker(d, "image", "inspect", "-f", "{{.Id}}", f"{reg.host}/mv:1").stdout.strip()
+    (tmp_path / "b").mkdir()
+    other = images.busybox_oci_archive(tmp_path / "b", "mv:1", gz=True, config_extra={"Labels": {"v": "2"}})
+    reg.skopeo_copy(f"oci-archive:{other}", "mv:1")
+    docker(d, "pull", f"{reg.host}/mv:1")
+    new_id = docker(d, "image", "inspect", "-f", "{{.Id}}", f"{reg.host}/mv:1").stdout.strip()
+    assert new_id != old_id
+    dangling = docker(d, "images", "-q", "--no-trunc", "--filter", "dangling=true").stdout.split()
+    assert old_id in dangling
 
 
 def test_docker_pull_missing_tag_is_dockers_error(env: tuple[EngineDaemon, TestRegistry, TestRegistry]) -> None:
