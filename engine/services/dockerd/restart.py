@@ -50,7 +50,7 @@ def parse(policy: dict | None) -> Policy:
         raise InvalidArgument(f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', "
                               "'on-failure', or 'unless-stopped'")
     if count < 0:
-        raise InvalidArgument("invalid restart policy: maximum retry count must be a positive integer")
+        raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
     if count and name != "on-failure":
         raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
     return Policy(name, count)

@@ -17,7 +17,7 @@ def test_parse() -> None:
 
 @pytest.mark.parametrize(("policy", "match"), [
     ({"Name": "sometimes"}, "unknown policy 'sometimes'"),
-    ({"Name": "on-failure", "MaximumRetryCount": -1}, "must be a positive integer"),
+    ({"Name": "on-failure", "MaximumRetryCount": -1}, "maximum retry count cannot be negative"),
     ({"Name": "always", "MaximumRetryCount": 2}, "can only be used with 'on-failure'"),
     ({"Name": 3}, "wrong type"),
 ])
