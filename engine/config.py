@@ -56,6 +56,7 @@ FILE_KEYS = {
     "init": "init",
     "init-path": "init_path",
     "network-prefix": "network_prefix",
+    "offline": "offline",
 }
 LOG_DRIVERS = ("json-file", "local", "none")
 
@@ -102,6 +103,8 @@ class Config:
     default_shm_size: str = "64m"
     init: bool = False
     init_path: str = ""
+    # air-gapped: never contact a registry that is not on this host (no DNS lookup of a remote name either)
+    offline: bool = False
     config_file: str = ""
 
     # ---- derived paths ------------------------------------------------------------------------

@@ -56,6 +56,8 @@ class EngineDaemon:
         tag = uuid.uuid4().hex[:6]
         self.cgroup_parent = f"engine-test-{tag}"
         self.network_prefix = f"t{tag}"  # nft tables, bridges and veths of this daemon carry it
+        # and --offline: no registry off this machine is ever contacted (a test that names one gets a clear
+        # error instead of a DNS query leaving the host); --dns 127.0.0.1: containers' names likewise
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen | None = None
 
@@ -71,9 +73,31 @@ class EngineDaemon:
 
     def args(self) -> list[str]:
         own = ["--root", str(self.root), "--exec-root", str(self.exec_root), "--log-level", "debug"]
-        if not any(a.startswith("--config") for a in self.extra_args):  # a daemon.json may set these instead
-            own += ["--cgroup-parent", self.cgroup_parent, "--network-prefix", self.network_prefix]
+        isolation = {"cgroup-parent": self.cgroup_parent, "network-prefix": self.network_prefix, "offline": True,
+                     "dns": ["127.0.0.1"]}
+        config = self._config_path()
+        if config is None:
+            own += ["--cgroup-parent", self.cgroup_parent, "--network-prefix", self.network_prefix, "--offline",
+                    "--dns", "127.0.0.1"]
+        else:  # a flag and the same key in daemon.json conflict: put what the test did not set into the file
+            try:
+                data = json.loads(Path(config).read_text() or "{}")
+            except (OSError, ValueError):
+                data = None
+            if isinstance(data, dict):
+                flags = set(self.extra_args)
+                missing = {k: v for k, v in isolation.items() if k not in data and f"--{k}" not in flags}
+                if missing:
+                    Path(config).write_text(json.dumps({**data, **missing}))
         return [ENGINE, "daemon", *own, *self.extra_args]
+
+    def _config_path(self) -> str | None:
+        for i, a in enumerate(self.extra_args):
+            if a in ("--config", "--config-file") and i + 1 < len(self.extra_args):
+                return self.extra_args[i + 1]
+            if a.startswith("--config=") or a.startswith("--config-file="):
+                return a.split("=", 1)[1]
+        return None
 
     def start(self, wait: bool = True) -> EngineDaemon:
         log = open(self.log_path, "ab")

@@ -191,6 +191,8 @@ def daemon(
     default_shm_size: str | None = typer.Option(None, "--default-shm-size"),
     init: bool | None = typer.Option(None, "--init", help="run an init inside containers by default"),
     init_path: str | None = typer.Option(None, "--init-path"),
+    offline: bool | None = typer.Option(None, "--offline",
+                                        help="never contact a registry that is not on this host"),
 ) -> None:
     """Run the engine daemon in the foreground."""
     from engine import config as config_mod
@@ -204,7 +206,7 @@ def daemon(
              "default_runtime": default_runtime, "bridge": bridge, "bip": bip, "fixed_cidr": fixed_cidr, "mtu": mtu,
              "dns": dns or None, "dns_search": dns_search or None, "dns_opts": dns_opts or None,
              "userland_proxy": userland_proxy, "network_prefix": network_prefix, "log_driver": log_driver,
-             "default_shm_size": default_shm_size, "init": init, "init_path": init_path}
+             "default_shm_size": default_shm_size, "init": init, "init_path": init_path, "offline": offline}
     flags: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     try:
         if add_runtimes:

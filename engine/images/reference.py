@@ -93,6 +93,11 @@ def _split_domain(name: str) -> tuple[str, str]:
     return DEFAULT_DOMAIN, name
 
 
+def valid_domain(domain: str) -> bool:
+    """A registry host[:port] as references name it (``localhost:5000``, ``[::1]:5000``, ``quay.io``)."""
+    return bool(_DOMAIN_RE.match(domain))
+
+
 def is_id(s: str) -> bool:
     """A full 64-hex image ID (with or without ``sha256:``)."""
     return bool(_ID_RE.match(s.removeprefix("sha256:")))

@@ -166,6 +166,7 @@ class PullService:
     def __init__(self, services: Services, http: HttpClient | None = None) -> None:
         self.services = services
         self.http = http or HttpClient()
+        self.http.local_only = bool(getattr(services.config, "offline", False))
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._doc_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.last_timings: dict[str, float] = {}

@@ -145,10 +145,15 @@ async def post_auth(services: Services, req: Request) -> Response:
     body = await req.json()
     if not isinstance(body, dict):
         raise InvalidArgument("invalid JSON: expected an object")
+    for key in ("username", "password", "serveraddress", "identitytoken", "email"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise InvalidArgument(f"invalid JSON: {key} must be a string")
     server = str(body.get("serveraddress") or "")
     domain = server.split("://", 1)[-1].split("/", 1)[0] or reference.DEFAULT_DOMAIN
     if domain in ("index.docker.io", "registry-1.docker.io"):
         domain = reference.DEFAULT_DOMAIN
+    if not reference.valid_domain(domain):
+        raise InvalidArgument(f"invalid registry address {server!r}")
     creds = Credentials(username=str(body.get("username") or ""), password=str(body.get("password") or ""),
                         identity_token=str(body.get("identitytoken") or ""), server_address=server)
     await svc.login(domain, creds)

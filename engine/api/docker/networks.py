@@ -140,26 +140,36 @@ async def _container(services: Services, ref: str) -> tuple[str, str]:
     return c.id, c.name.lstrip("/")
 
 
-async def connect(services: Services, req: Request) -> Response:
-    body = _body(await req.json())
+def _container_ref(body: dict[str, Any]) -> str:
     ref = body.get("Container") or ""
+    if not isinstance(ref, str):
+        raise InvalidArgument("invalid JSON: Container must be a string")
     if not ref:
         raise InvalidArgument("no container specified")
+    return ref
+
+
+async def connect(services: Services, req: Request) -> Response:
+    body = _body(await req.json())
+    ref = _container_ref(body)
     svc = _svc(services)
     net = await svc.inspect(req.params["id"])
     cid, name = await _container(services, ref)
     ep = body.get("EndpointConfig") or {}
-    ipam = ep.get("IPAMConfig") or {}
-    await svc.connect(net.id, cid, aliases=list(ep.get("Aliases") or []), ip=ipam.get("IPv4Address") or "",
+    ipam = (ep.get("IPAMConfig") or {}) if isinstance(ep, dict) else None
+    if not isinstance(ep, dict) or not isinstance(ipam, dict):
+        raise InvalidArgument("invalid JSON: EndpointConfig must be an object")
+    aliases, ip = ep.get("Aliases") or [], ipam.get("IPv4Address") or ""
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases) or not isinstance(ip, str):
+        raise InvalidArgument("invalid JSON: EndpointConfig.Aliases must be strings and IPv4Address a string")
+    await svc.connect(net.id, cid, aliases=list(aliases), ip=ip,
                       name=name, actor=req.actor)
     return Response(200)
 
 
 async def disconnect(services: Services, req: Request) -> Response:
     body = _body(await req.json())
-    ref = body.get("Container") or ""
-    if not ref:
-        raise InvalidArgument("no container specified")
+    ref = _container_ref(body)
     svc = _svc(services)
     net = await svc.inspect(req.params["id"])
     cid, _ = await _container(services, ref)

@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httptools
 
-from engine.errors import InvalidArgument, Unavailable
+from engine.errors import InvalidArgument, PermissionDenied, Unavailable
 
 READ_SIZE = 1 << 20
 CONNECT_TIMEOUT = 30.0
@@ -192,9 +192,13 @@ class HttpClient:
         self._ssl_noverify.check_hostname = False
         self._ssl_noverify.verify_mode = ssl.CERT_NONE
         self.insecure_tls_hosts: set[str] = set()
+        self.local_only = False  # the daemon's --offline: only hosts on this machine
 
     async def _connect(self, key: tuple[str, str, int]) -> _Conn:
         scheme, host, port = key
+        if self.local_only and not on_this_host(host):
+            raise PermissionDenied(f"{scheme}://{host}:{port}: not contacted: the daemon runs --offline (only "
+                                   "registries on this host)")
         ctx: ssl.SSLContext | None = None
         if scheme == "https":
             ctx = self._ssl_noverify if host in self.insecure_tls_hosts else self._ssl_verify
@@ -290,3 +294,26 @@ class HttpClient:
                     continue  # the server closed an idle connection: once more on a fresh one
                 raise Unavailable(f"{method} {url}: {err or type(err).__name__}") from err
         raise AssertionError("unreachable")
+
+
+def on_this_host(host: str) -> bool:
+    """`localhost`, a loopback address or one of this host's own addresses — decided without a DNS lookup
+    (resolving a name could itself leave the machine)."""
+    import ipaddress
+    import socket
+
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    if ip.is_loopback:
+        return True
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((str(ip), 0))  # only an address of one of this host's interfaces can be bound
+            return True
+        except OSError:
+            return False
