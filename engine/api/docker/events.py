@@ -87,7 +87,16 @@ VOLUME_ACTIONS: dict[str, str] = {
     "volume.mounted": "mount",
     "volume.unmounted": "unmount",
 }
-MAPPED = frozenset(CONTAINER_ACTIONS) | frozenset(IMAGE_ACTIONS) | frozenset(VOLUME_ACTIONS) | {DaemonReloaded.TYPE}
+# Network events (Type "network"): the Actor is the network id with its name and driver ("type"); connect
+# and disconnect also name the container. The predefined networks made at daemon start are not reported.
+NETWORK_ACTIONS: dict[str, str] = {
+    "network.created": "create",
+    "network.removed": "destroy",
+    "endpoint.attached": "connect",
+    "endpoint.detached": "disconnect",
+}
+MAPPED = (frozenset(CONTAINER_ACTIONS) | frozenset(IMAGE_ACTIONS) | frozenset(VOLUME_ACTIONS)
+          | frozenset(NETWORK_ACTIONS) | {DaemonReloaded.TYPE})
 _CONTEXT_TYPES = ("docker_container.created", "docker_container.renamed", "task.started")
 
 
@@ -171,8 +180,29 @@ def _context(conn: Any, cid: str, seq: int, exec_id: str) -> tuple[dict[str, Any
     return created, name, started, cmd
 
 
+def _network(conn: Any, network_id: str, seq: int) -> dict[str, Any] | None:
+    row = conn.execute("SELECT payload FROM events WHERE type = 'network.created' AND subject = ? AND seq <= ? "
+                       "ORDER BY seq DESC LIMIT 1", (network_id, seq)).fetchone()
+    return msgspec.json.decode(row[0]) if row else None
+
+
+async def _network_message(services: Services, env: Envelope) -> dict[str, Any] | None:
+    ev = msgspec.to_builtins(env.event)
+    action = NETWORK_ACTIONS[env.type]
+    nid = ev.get("network_id") or ev.get("id") or env.subject
+    net = ev if action == "create" else await services.journal.run_read(lambda conn: _network(conn, nid, env.seq))
+    if not net or net.get("builtin"):
+        return None
+    attrs = {"name": net.get("name", ""), "type": net.get("driver", "bridge")}
+    if action in ("connect", "disconnect"):
+        attrs["container"] = ev.get("container_id", "")
+    return _message("network", action, nid, attrs, env)
+
+
 async def render(services: Services, env: Envelope) -> dict[str, Any] | None:
     """Docker's event message for a journal envelope, or None when Docker has no such event."""
+    if env.type in NETWORK_ACTIONS:
+        return await _network_message(services, env)
     msg = docker_message(env)
     if msg is not None or env.type not in CONTAINER_ACTIONS:
         return msg

@@ -187,6 +187,11 @@ def test_connect_disconnect_a_running_container(d: EngineDaemon, busybox: str) -
     finally:
         d.docker("rm", "-f", name, check=False)
         d.docker("network", "rm", "n-late", check=False)
+    shown = d.docker("events", "--since", "0", "--until", str(int(time.time()) + 1), "--filter", "type=network",
+                     "--filter", "network=n-late", "--format",
+                     "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}}").stdout.splitlines()
+    assert shown[0] == "create n-late bridge" and shown[-1] == "destroy n-late bridge"
+    assert "connect n-late bridge" in shown and "disconnect n-late bridge" in shown
 
 
 def test_published_port_survives_a_daemon_sigkill(busybox: str) -> None:
