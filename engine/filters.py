@@ -380,3 +380,15 @@ def fieldpaths(f: Filter) -> Sequence[tuple[str, ...]]:
     if isinstance(f, AllOf | AnyOf):
         return [p for x in f.filters for p in fieldpaths(x)]
     return []
+
+
+def docker_labels_match(have: dict[str, str], wanted: list[str]) -> bool:
+    """Docker's ``label`` filters: every ``key`` present and every ``key=value`` equal; a leading ``!``
+    (``label!=…`` as prune sends it) negates one."""
+    for w in wanted:
+        neg = w.startswith("!")
+        key, sep, value = w.lstrip("!").partition("=")
+        has = key in have and (not sep or have[key] == value)
+        if has == neg:
+            return False
+    return True

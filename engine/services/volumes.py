@@ -46,6 +46,7 @@ from engine.errors import AlreadyExists, Conflict, EngineError, InvalidArgument,
 from engine.events.journal import Journal
 from engine.events.projection import Projection
 from engine.events.types import Envelope, Event
+from engine.filters import docker_labels_match as labels_match
 from engine.services.namespaces import validate_labels
 
 NAMESPACE = "moby"
@@ -405,17 +406,6 @@ class VolumeService:
 
 class _Exists(EngineError):
     """The volume exists already (create returns it; nothing is journaled)."""
-
-
-def labels_match(have: dict[str, str], wanted: list[str]) -> bool:
-    """Docker's label filters: every ``key`` present, every ``key=value`` equal; ``label!=`` negates."""
-    for w in wanted:
-        neg = w.startswith("!")
-        key, sep, value = w.lstrip("!").partition("=")
-        ok = key in have and (not sep or have[key] == value)
-        if ok == neg:
-            return False
-    return True
 
 
 def dir_size(path: str) -> int:

@@ -26,6 +26,7 @@ from engine.api.docker.http import Request, Response, StreamResponse
 from engine.api.docker.router import Router
 from engine.api.docker.timefmt import parse_time_ns
 from engine.errors import EngineError, InvalidArgument, NotFound
+from engine.filters import docker_labels_match
 from engine.images.reference import parse as parse_ref
 from engine.services import Services
 from engine.services.dockerd import inspect as shapes
@@ -180,7 +181,7 @@ async def get_list(services: Services, req: Request) -> Response:
             continue
         if "name" in f and not any(re.search(v, c.name) or re.search(v, c.short_name) for v in f["name"]):
             continue
-        if "label" in f and not _labels(c.config.get("Labels") or {}, f["label"]):
+        if "label" in f and not docker_labels_match(c.config.get("Labels") or {}, f["label"]):
             continue
         if "ancestor" in f and not any(_image_matches(c, v) for v in f["ancestor"]):
             continue
@@ -223,14 +224,6 @@ async def get_list(services: Services, req: Request) -> Response:
 def _health(services: Services, c: rec.DockerContainer) -> str:
     hm = services.extra.get("health")
     return hm.status_of(c.id) if hm is not None else "none"  # type: ignore[attr-defined]
-
-
-def _labels(labels: dict[str, str], wanted: list[str]) -> bool:
-    for w in wanted:
-        key, eq, value = w.partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    return True
 
 
 # ---- lifecycle ---------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from engine.api.docker.http import Request, Response, StreamResponse
 from engine.api.docker.router import API_VERSION, version_tuple
 from engine.api.docker.timefmt import parse_time_ns
 from engine.errors import InvalidArgument, Unimplemented
+from engine.filters import docker_labels_match
 from engine.images import reference
 from engine.services import Services, image_archive
 from engine.services.image_archive import Group, ImageArchiveService, is_dangling
@@ -82,14 +83,6 @@ def _labels(g: Group) -> dict[str, str]:
     return dict(g.resolved.config.config.labels or {}) if g.resolved else {}
 
 
-def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
-    for w in wanted:
-        k, eq, v = w.partition("=")
-        if k not in labels or (eq and labels[k] != v):
-            return False
-    return True
-
-
 def summary(g: Group, digests: bool = True) -> dict[str, Any]:
     size = g.resolved.size if g.resolved else 0
     return {"Id": g.id, "ParentId": "", "RepoTags": repo_tags(g), "RepoDigests": repo_digests(g),
@@ -123,7 +116,7 @@ async def list_images(services: Services, req: Request) -> Response:
     elif not show_all:
         pass  # dangling images are listed too (the CLI shows them as <none>), as dockerd does
     if "label" in f:
-        groups = [g for g in groups if _labels_match(_labels(g), f["label"])]
+        groups = [g for g in groups if docker_labels_match(_labels(g), f["label"])]
     if "reference" in f:
         groups = [g for g in groups if _ref_match(g, f["reference"])]
     for key in ("before", "since"):
@@ -240,9 +233,9 @@ async def prune(services: Services, req: Request) -> Response:
 
     def keep(g: Group) -> bool:
         labels = _labels(g)
-        if "label" in f and not _labels_match(labels, f["label"]):
+        if "label" in f and not docker_labels_match(labels, f["label"]):
             return True
-        if "label!" in f and any(_labels_match(labels, [x]) for x in f["label!"]):
+        if "label!" in f and any(docker_labels_match(labels, [x]) for x in f["label!"]):
             return True
         return any(_created_ns(g) >= t for t in until)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from engine.humanize import human_duration
 from engine.services.dockerd import record as rec
 from engine.services.dockerd.mounts import MountPoint
 from engine.services.dockerd.record import DockerContainer
@@ -26,33 +27,6 @@ def rfc3339nano(ns: int) -> str:
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
     f = f"{frac:09d}".rstrip("0")
     return base + (f".{f}" if f else "") + "Z"
-
-
-def human_duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def status_text(c: DockerContainer, now_ns: int | None = None, health: str = "") -> str:

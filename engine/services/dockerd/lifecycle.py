@@ -31,6 +31,7 @@ import signal as _signal
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import Conflict, EngineError, FailedPrecondition, InvalidArgument, NotFound
+from engine.filters import docker_labels_match
 from engine.services.containers import OCI_SPEC_TYPE_URL, AnyBlob, Container
 from engine.services.dockerd import hostconfig, netattach
 from engine.services.dockerd import mounts as mountmod
@@ -503,7 +504,7 @@ class Lifecycle(ExitMonitor):
                 continue
             if until_ns and c.created >= until_ns:
                 continue
-            if not _labels_match(c.config.get("Labels") or {}, labels or []):
+            if not docker_labels_match(c.config.get("Labels") or {}, labels or []):
                 continue
             size = 0
             with contextlib.suppress(EngineError):
@@ -527,16 +528,6 @@ def _attached_since_stop(conn: Any, cid: str) -> bool:
     since = row[0] or 0
     return conn.execute("SELECT 1 FROM events WHERE subject = ? AND namespace = ? AND seq > ? AND"
                         " type = 'docker_stream.attached' LIMIT 1", (cid, NAMESPACE, since)).fetchone() is not None
-
-
-def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
-    for w in wanted:
-        neg = w.startswith("!")
-        key, eq, value = w.lstrip("!").partition("=")
-        has = key in labels and (not eq or labels[key] == value)
-        if has == neg:
-            return False
-    return True
 
 
 def _start_error(err: EngineError) -> EngineError:

@@ -11,18 +11,6 @@ import pytest
 
 from tests.e2e.docker.dockerapi_util import journal
 from tests.harness import EngineDaemon
-from tests.support.images import busybox_docker_archive
-
-
-@pytest.fixture(scope="module")
-def d(tmp_path_factory):  # type: ignore[no-untyped-def]
-    daemon = EngineDaemon()
-    try:
-        daemon.start()
-        daemon.docker("load", "-i", str(busybox_docker_archive(tmp_path_factory.mktemp("img"), "busybox:latest")))
-        yield daemon
-    finally:
-        daemon.cleanup()
 
 
 def test_commit_then_run_sees_the_change(d: EngineDaemon) -> None:

@@ -21,17 +21,6 @@ from tests.support.images import import_busybox
 DEFAULT_CAPS = 0xA80425FB  # Docker's 14 default capabilities
 
 
-@pytest.fixture(scope="module")
-def d():  # type: ignore[no-untyped-def]
-    daemon = EngineDaemon()
-    try:
-        daemon.start()
-        import_busybox(daemon)
-        yield daemon
-    finally:
-        daemon.cleanup()
-
-
 def dk(d: EngineDaemon, *args: str, ok: bool = True) -> str:
     r = d.docker(*args, check=False)
     if ok:

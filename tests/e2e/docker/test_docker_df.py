@@ -5,21 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.harness import EngineDaemon
-from tests.support.images import busybox_docker_archive
-
-
-@pytest.fixture(scope="module")
-def d(tmp_path_factory):  # type: ignore[no-untyped-def]
-    daemon = EngineDaemon()
-    try:
-        daemon.start()
-        daemon.docker("load", "-i", str(busybox_docker_archive(tmp_path_factory.mktemp("img"), "busybox:latest")))
-        yield daemon
-    finally:
-        daemon.cleanup()
 
 
 def test_df_counts_and_sizes(d: EngineDaemon) -> None:

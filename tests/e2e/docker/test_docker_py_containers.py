@@ -11,18 +11,6 @@ import pytest
 
 from tests.e2e.docker.dockerapi_util import wait_for
 from tests.harness import EngineDaemon
-from tests.support.images import import_busybox
-
-
-@pytest.fixture(scope="module")
-def d():  # type: ignore[no-untyped-def]
-    daemon = EngineDaemon()
-    try:
-        daemon.start()
-        import_busybox(daemon)
-        yield daemon
-    finally:
-        daemon.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import pytest
 
 from tests.e2e.docker.dockerapi_util import journal
 from tests.harness import EngineDaemon
-from tests.support.images import import_busybox
 
 
 def demux(buf: bytes) -> list[tuple[int, bytes]]:
@@ -24,17 +23,6 @@ def demux(buf: bytes) -> list[tuple[int, bytes]]:
         out[stream] = out.get(stream, b"") + buf[8:8 + size]
         buf = buf[8 + size:]
     return list(out.items())
-
-
-@pytest.fixture(scope="module")
-def d():  # type: ignore[no-untyped-def]
-    daemon = EngineDaemon()
-    try:
-        daemon.start()
-        import_busybox(daemon)
-        yield daemon
-    finally:
-        daemon.cleanup()
 
 
 @pytest.fixture(scope="module")

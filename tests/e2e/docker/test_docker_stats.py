@@ -6,21 +6,7 @@ from __future__ import annotations
 import re
 import socket
 
-import pytest
-
 from tests.harness import EngineDaemon
-from tests.support.images import busybox_docker_archive
-
-
-@pytest.fixture(scope="module")
-def d(tmp_path_factory):  # type: ignore[no-untyped-def]
-    daemon = EngineDaemon()
-    try:
-        daemon.start()
-        daemon.docker("load", "-i", str(busybox_docker_archive(tmp_path_factory.mktemp("img"), "busybox:latest")))
-        yield daemon
-    finally:
-        daemon.cleanup()
 
 
 def _mib(text: str) -> float:
