@@ -32,6 +32,7 @@ from engine.services.dockerd.healthmon import HealthMonitor
 from engine.services.gc import open_content_services
 from engine.services.images import ImageService, ImageSource
 from engine.services.namespaces import NamespaceService
+from engine.services.shim_forker import ShimForker
 from engine.services.snapshots import SnapshotService
 from engine.services.tasks import TaskService
 from engine.services.volumes import VolumeService
@@ -144,6 +145,12 @@ class Daemon:
         services.gc.snapshots = services.snapshots  # unreferenced committed snapshots are collected too
         services.containers = ContainerService(journal)
         services.tasks = TaskService(journal, services.containers, cfg)
+        forker = ShimForker(cfg.exec_root)
+        try:  # shims forked from a warm server start in ~3 ms instead of ~30 ms
+            await forker.start()
+            services.tasks.forker = forker
+        except (OSError, EngineError) as err:
+            log.warning("no shim fork server (%s): every task gets a fresh shim process", err)
         from engine.services.networks import recovery as net_recovery
         from engine.services.networks import service as net_service
 
@@ -182,6 +189,7 @@ class Daemon:
             await health.close()
             await services.docker.close()  # the exit monitor and pending restarts; the next daemon resumes them
             await self._stop_servers()
+            await forker.close()  # after the APIs drained: a create in flight still gets a forked shim
             await journal.append([DaemonStopped(daemon_id=daemon_id, pid=os.getpid(), signal=self.stop_signal)],
                                  namespace="", actor=ACTOR, cause="stop")
 

@@ -84,6 +84,7 @@ class TaskService:
         self.runtime = runtime  # an OCI runtime binary (runc, crun); "" = the in-process engine runtime
         self.fork_server = fork_server
         self.shim_executable = shim_executable
+        self.forker: Any = None  # the daemon's ShimForker (engine/services/shim_forker.py), when it runs one
         self._locks: dict[Key, asyncio.Lock] = {}
         self._clients: dict[Key, ShimClient] = {}
         self._pumps: dict[Key, asyncio.Task] = {}
@@ -250,8 +251,11 @@ class TaskService:
 
                 await asyncio.get_running_loop().run_in_executor(None, write_bundle, bundle, c.spec.value, mounts)
                 argv = shim_argv(container_id, namespace, str(sock), str(state), runtime=self.runtime)
-                shim_pid = await (spawn_from_fork_server(self.fork_server, argv) if self.fork_server
-                                  else spawn_shim(argv, self.shim_executable))
+                if self.forker is not None:
+                    shim_pid = await self.forker.spawn(argv)
+                else:
+                    shim_pid = await (spawn_from_fork_server(self.fork_server, argv) if self.fork_server
+                                      else spawn_shim(argv, self.shim_executable))
                 fault("create:spawned")
                 client = await ShimClient.connect(str(sock))
                 self._clients[key] = client
