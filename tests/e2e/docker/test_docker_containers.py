@@ -203,11 +203,15 @@ def test_wait_run_exit_codes_and_rm(d: EngineDaemon) -> None:
 
 
 def test_restart_policy(d: EngineDaemon) -> None:
-    dk(d, "run", "-d", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1")
-    wait_for(lambda: fmt(d, "{{.RestartCount}} {{.State.Status}}", "flaky") == "2 exited", timeout=20,
-             what="two restarts then exited")
+    since = str(int(time.time()) - 1)
+    cid = dk(d, "run", "-d", "--name", "flaky", "--restart", "on-failure:3", "busybox", "sh", "-c", "exit 1")
+    wait_for(lambda: fmt(d, "{{.RestartCount}} {{.State.Status}}", "flaky") == "3 exited", timeout=20,
+             what="three restarts then exited")
     time.sleep(0.5)
-    assert fmt(d, "{{.RestartCount}} {{.State.Status}}", "flaky") == "2 exited"
+    assert fmt(d, "{{.RestartCount}} {{.State.Status}}", "flaky") == "3 exited"
+    actions = d.docker("events", "--since", since, "--until", str(int(time.time()) + 1), "--filter",
+                       f"container={cid}", "--format", "{{.Action}}").stdout.split()
+    assert actions.count("start") == 4 and actions.count("die") == 4, actions
     dk(d, "update", "--restart", "no", "flaky")
     assert fmt(d, "{{.HostConfig.RestartPolicy.Name}}", "flaky") == "no"
     dk(d, "rm", "flaky")
