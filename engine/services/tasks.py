@@ -22,7 +22,8 @@ Design choices:
   task backwards: the projection only moves ``created → running``.
 * ``wait`` follows the journal, not the shim: it answers from the projection, and across a restart.
 * The OCI runtime is the service's (``runtime``: a binary such as runc, or "" for the in-process engine
-  runtime); ``create(options=...)`` (containerd's runc options) is accepted and not used yet, and
+  runtime); ``create(options=...)`` (containerd's runc options) chooses the runtime binary (``binary_name``)
+  and its state root (``root``/<namespace>), and
   ``checkpoint`` is Unimplemented.
 * ``fault(point)``: with ``ENGINE_FAULT_TASKS=<point>`` in the environment the process SIGKILLs itself
   there (create:requested, create:spawned, create:created, start:requested, start:started,
@@ -36,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -73,6 +75,23 @@ def _need(tx: sqlite3.Cursor, ns: str, cid: str) -> Task:
     if t is None:
         raise NotFound(f"task {cid!r} in namespace {ns!r}: not found")
     return t
+
+
+def runtime_of(options: Any, namespace: str, default: str) -> tuple[str, str]:
+    """(OCI runtime binary, its state root) from containerd's runc options: ``binary_name`` (a path, or a
+    name looked up on PATH) and ``root`` (the runtime's state lives under ``<root>/<namespace>``, as
+    containerd's runc shim keeps it); ("", "") is the in-process engine runtime in the shim's state dir."""
+    if not isinstance(options, dict):
+        return default, ""
+    runtime = default
+    binary = options.get("binary_name") or ""
+    if binary:
+        path = binary if os.path.isabs(binary) else shutil.which(binary)
+        if not path or not os.access(path, os.X_OK):
+            raise InvalidArgument(f"runtime binary {binary!r}: not found or not executable")
+        runtime = path
+    root = options.get("root") or ""
+    return runtime, (os.path.join(root, namespace) if root else "")
 
 
 class TaskService:
@@ -235,6 +254,7 @@ class TaskService:
         mounts = tuple(te.RootfsMount(m.type, m.source, tuple(m.options)) for m in rootfs_mounts)
         key = (namespace, container_id)
         bundle, sock, state = self.bundle_dir(*key), self.shim_socket(*key), self.state_dir(*key)
+        runtime, runtime_root = runtime_of(options, namespace, self.runtime)
 
         def check(tx: sqlite3.Cursor) -> None:
             if read_task(tx, namespace, container_id) is not None:
@@ -250,7 +270,8 @@ class TaskService:
                 from engine.services.task_recovery import write_bundle
 
                 await asyncio.get_running_loop().run_in_executor(None, write_bundle, bundle, c.spec.value, mounts)
-                argv = shim_argv(container_id, namespace, str(sock), str(state), runtime=self.runtime)
+                argv = shim_argv(container_id, namespace, str(sock), str(state), runtime=runtime,
+                                 runtime_root=runtime_root)
                 if self.forker is not None:
                     shim_pid = await self.forker.spawn(argv)
                 else:

@@ -44,7 +44,7 @@ from engine.services.dockerd import hostconfig, names, netattach
 from engine.services.dockerd import mounts as mountmod
 from engine.services.dockerd import record as rec
 from engine.services.dockerd import spec as specmod
-from engine.services.dockerd.lifecycle import Lifecycle
+from engine.services.dockerd.lifecycle import Lifecycle, runtime_options
 from engine.services.dockerd.record import NAMESPACE, DockerContainer
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ class DockerContainerService(Lifecycle):
         if hc.get("Init") is None and cfgd.init:
             hc["Init"] = True
         specmod.capabilities(hc)  # unknown capabilities are a 400 now, not at start
+        runtime_options(cfgd, hc.get("Runtime") or "")  # and an unknown runtime
         points = mountmod.parse_binds(hc.get("Binds") or []) + mountmod.parse_mounts(hc.get("Mounts") or [])
         mountmod.check_duplicates(points, hc.get("Tmpfs"))
         points += await self._volumes_from(hc.get("VolumesFrom") or [], points)

@@ -174,7 +174,8 @@ class Lifecycle(ExitMonitor):
                           "max_size": hostconfig.log_max_size(opts["max-size"]) if opts.get("max-size") else -1,
                           "max_file": int(opts.get("max-file") or 1)}
             await s.tasks.create(NAMESPACE, cid, rootfs_mounts=mounts, terminal=bool(c.config.get("Tty")),
-                                 log=logopt, open_stdin=bool(c.config.get("OpenStdin")), actor=actor)
+                                 log=logopt, open_stdin=bool(c.config.get("OpenStdin")),
+                                 options=runtime_options(s.config, c.host_config.get("Runtime") or ""), actor=actor)
         except EngineError as err:
             await netattach.stop(s, cid, actor=actor)
             await self._append([rec.DockerContainerStartFailed(id=cid, error=str(err)[:1024],
@@ -528,6 +529,22 @@ def _attached_since_stop(conn: Any, cid: str) -> bool:
     since = row[0] or 0
     return conn.execute("SELECT 1 FROM events WHERE subject = ? AND namespace = ? AND seq > ? AND"
                         " type = 'docker_stream.attached' LIMIT 1", (cid, NAMESPACE, since)).fetchone() is not None
+
+
+BUILTIN_RUNTIMES = ("engine", "io.containerd.runc.v2")
+
+
+def runtime_options(cfg: Any, name: str) -> dict[str, str] | None:
+    """The tasks service's runc options for Docker's ``--runtime NAME``: None for engine's in-process runtime,
+    else the binary of a configured runtime (``--add-runtime``/daemon.json ``runtimes``) or of runc/crun on
+    PATH; Docker's error for any other name."""
+    name = name or cfg.default_runtime
+    if name in BUILTIN_RUNTIMES:
+        return None
+    path = (cfg.runtimes.get(name) or {}).get("path") or (shutil.which(name) if name in ("runc", "crun") else None)
+    if not path:
+        raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+    return {"binary_name": path}
 
 
 def _start_error(err: EngineError) -> EngineError:

@@ -284,8 +284,6 @@ def test_run_rm_prints_through_the_fifos_and_leaves_nothing(ns: NS) -> None:
     assert ns.lines("leases", "ls")[1:] == []
 
 
-@pytest.mark.xfail(strict=True, reason="the tasks service (helper H5) does not honour binary_name/root yet; the"
-                   " containerd side decodes and passes them (remove this mark when it passes)")
 def test_run_with_runc_options_reaches_the_tasks_service(ns: NS, tmp_path: Path) -> None:
     """ctr run --runc-binary/--runc-root put containerd.runc.v1.Options on the container; the task is
     created with them: runc itself runs the container, its state under <root>/<namespace> as containerd's

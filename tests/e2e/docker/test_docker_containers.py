@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -482,3 +483,20 @@ def test_run_attached_sees_the_first_bytes(d: EngineDaemon) -> None:
     prints and exits at once is seen whole (it was lost about one run in eight before)."""
     outs = [d.docker("run", "--rm", "busybox", "echo", "hi", check=False).stdout for _ in range(15)]
     assert outs == ["hi\n"] * 15
+
+
+def test_runtime_choice(d: EngineDaemon) -> None:
+    """--runtime runc runs the container with Debian's runc through the same shim; an unknown name is Docker's
+    400 and creates nothing."""
+    assert d.docker("run", "--rm", "--runtime", "runc", "busybox", "echo", "via-runc").stdout == "via-runc\n"
+    cid = d.docker("run", "-d", "--runtime", "runc", "busybox", "sleep", "60").stdout.strip()
+    try:
+        state = d.root / "shims" / "moby" / cid / "runtime"
+        listed = subprocess.run(["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True)
+        assert listed.stdout.split() == [cid], (listed.stdout, listed.stderr)
+    finally:
+        d.docker("rm", "-f", cid)
+    before = d.docker("ps", "-aq").stdout
+    p = d.docker("run", "--runtime", "nope", "busybox", "true", check=False)
+    assert p.returncode != 0 and "unknown or invalid runtime name: nope" in p.stderr
+    assert d.docker("ps", "-aq").stdout == before
