@@ -59,6 +59,7 @@ class EngineDaemon:
         # and --offline: no registry off this machine is ever contacted (a test that names one gets a clear
         # error instead of a DNS query leaving the host); --dns 127.0.0.1: containers' names likewise
         self.extra_args = extra_args or []
+        self.extra_env: dict[str, str] = {}  # e.g. ENGINE_FAULT_TASKS for crash tests (set before start())
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -101,7 +102,9 @@ class EngineDaemon:
 
     def start(self, wait: bool = True) -> EngineDaemon:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        env = {**os.environ, **self.extra_env} if self.extra_env else None
+        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env)
         log.close()
         if wait:
             self.wait_ready()

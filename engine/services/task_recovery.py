@@ -63,7 +63,7 @@ def _remove_world(runtime: str, cid: str, bundle: str, state_dir: str, socket: s
             except EngineError as err:
                 log.info("runtime delete of %s: %s", cid, err)
     rootfs = os.path.join(bundle, "rootfs")
-    if mounted or is_mount(rootfs):
+    if (mounted and os.path.isdir(rootfs)) or is_mount(rootfs):  # a create cut before the bundle has none
         from engine.images.snapshots import unmount_all
 
         unmount_all(rootfs)

@@ -148,9 +148,17 @@ class Lifecycle(ExitMonitor):
             raise NotModified("container already started")
         t = await self._task(cid)
         if t is not None:
-            if t.status in ("running", "paused", "created"):
+            if t.status in ("running", "paused"):
                 raise NotModified("container already started")
+            # stopped, or created and never started (a daemon died between the task's create and its start):
+            # the Docker container is not running, so the old task goes and a fresh one is made
+            if t.status == "created":
+                with contextlib.suppress(EngineError):
+                    await s.tasks.kill(NAMESPACE, cid, 9, all=True, actor=actor)
             await s.tasks.delete(NAMESPACE, cid, actor=actor)
+        # endpoints a start left when the daemon died half-way (attached, then no task): not running now,
+        # so whatever network state the container has is stale
+        await netattach.stop(s, cid, actor=actor)
         try:
             netns = await netattach.start(s, c, actor=actor)
         except EngineError as err:
