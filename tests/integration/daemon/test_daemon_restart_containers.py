@@ -129,3 +129,29 @@ def test_sigkill_at_each_fault_point_loses_and_leaks_nothing(daemon_factory, poi
     assert not list((Path(d.exec_root) / "shims" / "moby").glob("*.sock"))
     p = d.engine("journal", "verify", check=False)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_a_killed_shim_is_noticed_and_recorded(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL of a container's shim: the daemon records the loss (task.vanished, exit 255 — the container's
+    processes go with their shim's subreaper), reports the container exited, and it can be started again."""
+    d: EngineDaemon = daemon_factory()
+    import_busybox(d)
+    cid = d.docker("run", "-d", "--name", "orphan", "busybox", "sleep", "300").stdout.strip()
+    shim = [e for e in _journal(d, "task.created") if e["subject"] == cid][-1]["event"]["shim_pid"]
+    assert shim > 0 and os.path.exists(f"/proc/{shim}")
+    os.kill(shim, 9)
+    assert _wait(lambda: _inspect(d, "orphan")["State"]["Status"] == "exited")
+    st = _inspect(d, "orphan")["State"]
+    assert st["ExitCode"] == 255, st
+    assert [e for e in _journal(d, "task.vanished") if e["subject"] == cid], "task.vanished was not journaled"
+    d.docker("start", "orphan")
+    assert _inspect(d, "orphan")["State"]["Status"] == "running"
+    d.docker("rm", "-f", "orphan")
+
+
+def _journal(d: EngineDaemon, typ: str) -> list[dict]:
+    status, body = d.request("GET", f"/engine/journal?type={typ}")
+    assert status == 200, body
+    if isinstance(body, dict):
+        return [body]
+    return [json.loads(line) for line in (body or b"").decode().splitlines() if line.strip()]
