@@ -189,6 +189,8 @@ class EngineDaemon:
         with contextlib.suppress(Exception):
             self.kill()
         kill_processes_under(str(self.base))
+        time.sleep(0.05)  # a shim whose spawn was in flight when the daemon died appears a moment later
+        kill_processes_under(str(self.base))
         unmount_under(str(self.base))
         remove_cgroups(self.cgroup_parent)
         remove_network_objects(self.network_prefix)
