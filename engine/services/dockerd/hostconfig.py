@@ -129,7 +129,13 @@ def parse_signal(name: str) -> int:
     raise InvalidArgument(f"Invalid signal: {name}")
 
 
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
 def validate_config(cfg: dict[str, Any]) -> None:
+    mac = cfg.get("MacAddress") or ""
+    if mac and not _MAC.match(mac):
+        raise InvalidArgument(f"invalid MAC address: {mac}")
     wd = cfg.get("WorkingDir") or ""
     if wd and not wd.startswith("/"):
         raise InvalidArgument(f"the working directory '{wd}' is invalid, it needs to be an absolute path")

@@ -83,11 +83,14 @@ async def start(services: Services, c: DockerContainer, *, actor: str) -> str | 
         return path
     from engine.services.networks.service import EndpointRequest
 
-    ep_cfg = ((c.networking or {}).get("EndpointsConfig") or {}).get(mode) or {}
+    eps = (c.networking or {}).get("EndpointsConfig") or {}
+    # the CLI keys the default network's settings by its NetworkMode as given ("default" for no --network)
+    ep_cfg = eps.get(mode) or (eps.get("default") if mode == "bridge" else None) or {}
     aliases = [a for a in (ep_cfg.get("Aliases") or []) if isinstance(a, str)]
     ip = ((ep_cfg.get("IPAMConfig") or {}).get("IPv4Address")) or ""
+    mac = ep_cfg.get("MacAddress") or c.config.get("MacAddress") or ""
     try:
-        settings = await nets.attach(c.id, path, [EndpointRequest(network=mode, aliases=aliases, ip=ip)],
+        settings = await nets.attach(c.id, path, [EndpointRequest(network=mode, aliases=aliases, ip=ip, mac=mac)],
                                      port_specs(c.host_config, c.config.get("ExposedPorts")), name=c.name,
                                      actor=actor)
     except BaseException:

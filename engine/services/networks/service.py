@@ -59,6 +59,7 @@ class EndpointRequest:
     network: str
     aliases: builtins.list[str] = field(default_factory=list)
     ip: str = ""
+    mac: str = ""  # Docker's --mac-address; "" = 02:42 + the address
 
 
 @dataclass
@@ -327,7 +328,7 @@ class NetworkService:
                 ip = ipam.check_static(pool, req.ip, used) if req.ip else ipam.allocate(pool, used, row.last_ip)
                 ep_id = secrets.token_hex(32)
                 ev = EndpointAttachRequested(endpoint_id=ep_id, network_id=net.id, container_id=cid, name=name,
-                                             ip=ip, mac=links.mac_for(ip), host_if=self._veth_for(ep_id),
+                                             ip=ip, mac=req.mac or links.mac_for(ip), host_if=self._veth_for(ep_id),
                                              ifname=ifname, netns=path, aliases=list(req.aliases))
                 events += [AddressAllocated(network_id=net.id, ip=ip, endpoint_id=ep_id), ev]
                 planned.append((row, ev))

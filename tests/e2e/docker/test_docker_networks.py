@@ -275,3 +275,12 @@ def test_publish_all_taken_port_and_nothing_left_after_rm(d: EngineDaemon, busyb
         assert _veths(d) == [] and " dnat " not in _nft(d)
         assert json.loads(d.docker("inspect", name).stdout)[0]["State"]["Running"] is False
     d.docker("rm", "-f", name)
+
+
+def test_mac_address(d: EngineDaemon, busybox: str) -> None:
+    out = d.docker("run", "--rm", "--mac-address", "02:42:de:ad:be:ef", "busybox", "cat",
+                   "/sys/class/net/eth0/address").stdout
+    assert out.strip() == "02:42:de:ad:be:ef"
+    # the CLI refuses a bad address itself; the daemon does too
+    status, body = d.request("POST", "/containers/create", {"Image": "busybox", "MacAddress": "nope"})
+    assert status == 400 and body["message"] == "invalid MAC address: nope"
