@@ -12,7 +12,7 @@ Chains (all in the one table):
   are DNATed to the container (``[ip:]host:container/proto``). ``output`` covers the host itself,
   including 127.0.0.1: the bridges have ``route_localnet`` set and ``postrouting`` masquerades 127/8 to
   the bridge address — the kernel fast path: no user-space proxy copies bytes, connections survive a
-  daemon restart, and bench/network.py measured ~4x the requests/s of an asyncio proxy. The price,
+  daemon restart, and bench/net.py measured ~4x the requests/s of an asyncio proxy. The price,
   as with dockerd's --userland-proxy=false: route_localnet on our bridges (a ``raw_prerouting`` rule
   drops anything arriving on them for 127/8) and the client's source address is masqueraded.
 * ``postrouting`` (nat): masquerade of a non-internal subnet leaving its bridge, hairpin (a container

@@ -12,7 +12,7 @@ port, and Apache's `ab` (Debian apache2-utils) loads it from the host:
                     container: what a docker-proxy-style path costs (dockerd and docker-proxy are not
                     installed on this machine, so Debian's dockerd could not be measured; this stands in).
 
-Run as root: ``.venv/bin/python bench/network.py [--requests N] [--concurrency C] [--json out.json]``.
+Run as root: ``.venv/bin/python bench/net.py [--requests N] [--concurrency C] [--json out.json]``.
 Nothing leaves the machine: a 10.2xx.x.0/24 subnet on a bridge made here, and loopback.
 """
 
