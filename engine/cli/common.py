@@ -46,3 +46,20 @@ def parse_error(flag: str, value: str, why: str) -> NoReturn:
 
 
 __all__ = ["ClientError", "State", "client", "die", "fail", "parse_error"]
+
+
+def print_inspect(objs: list[Any], fmt: str | None, errors: list[str]) -> None:
+    """What docker's inspect verbs print: the objects (JSON or --format), then one line per name not found
+    on stderr, exit code 1 when there was any."""
+    import sys
+
+    from engine.cli.format import TemplateError, inspect_output
+
+    try:
+        sys.stdout.write(inspect_output(objs, fmt) if objs or not fmt else "")
+    except TemplateError as err:
+        fail(str(err))
+    for e in errors:
+        typer.echo(e, err=True)
+    if errors:
+        raise typer.Exit(1)

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from engine.cli.common import ClientError, client, die, fail
+from engine.cli.common import ClientError, client, die, fail, print_inspect
 
 
 def filters_param(items: list[str]) -> str | None:
@@ -247,7 +247,6 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:
     ) -> None:
         """Return low-level information on containers or images."""
         from engine.cli.client import q
-        from engine.cli.format import TemplateError, inspect_output
 
         c = client()
         objs, errors = [], []
@@ -263,14 +262,7 @@ def register(app: typer.Typer, container_app: typer.Typer) -> None:
                         die(err)
             else:
                 errors.append(f"Error: No such {type_ if type_ else 'object'}: {name}")
-        try:
-            sys.stdout.write(inspect_output(objs, fmt) if objs or not fmt else "")
-        except TemplateError as err:
-            fail(str(err))
-        for e in errors:
-            typer.echo(e, err=True)
-        if errors:
-            raise typer.Exit(1)
+        print_inspect(objs, fmt, errors)
 
     def logs(
         container: str = typer.Argument(...),

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from engine.cli.common import ClientError, client, die, fail
+from engine.cli.common import ClientError, client, die, fail, print_inspect
 
 
 def _parse(ref: str) -> Any:
@@ -271,7 +271,6 @@ def register(app: typer.Typer, image_app: typer.Typer) -> None:  # noqa: C901 - 
                       fmt: str | None = typer.Option(None, "-f", "--format")) -> None:
         """Display detailed information on one or more images."""
         from engine.cli.client import q
-        from engine.cli.format import TemplateError, inspect_output
 
         c = client()
         objs, errors = [], []
@@ -282,14 +281,7 @@ def register(app: typer.Typer, image_app: typer.Typer) -> None:  # noqa: C901 - 
                 if err.status != 404:
                     die(err)
                 errors.append(f"Error: No such image: {n}")
-        try:
-            sys.stdout.write(inspect_output(objs, fmt) if objs or not fmt else "")
-        except TemplateError as err:
-            fail(str(err))
-        for e in errors:
-            typer.echo(e, err=True)
-        if errors:
-            raise typer.Exit(1)
+        print_inspect(objs, fmt, errors)
 
     def history(image: str = typer.Argument(...),
                 human: bool = typer.Option(True, "-H", "--human", help="human readable sizes and dates"),
