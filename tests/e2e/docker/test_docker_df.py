@@ -36,3 +36,19 @@ def test_df_counts_and_sizes(d: EngineDaemon) -> None:
     finally:
         d.docker("rm", "-f", cid, "writer")
         d.docker("volume", "rm", "dfv")
+
+
+def test_system_prune_says_what_it_freed(d: EngineDaemon) -> None:
+    d.docker("run", "--name", "junk", "busybox", "dd", "if=/dev/zero", "of=/junk", "bs=1024", "count=1024")
+    d.docker("network", "create", "junk-net")
+    d.docker("volume", "create", "junk-vol")
+    anon = d.docker("create", "-v", "/anon", "busybox", "true").stdout.strip()
+    d.docker("rm", anon)  # its anonymous volume stays, unused
+    out = d.docker("system", "prune", "-f", "--volumes").stdout
+    assert "junk-net" in out and "Deleted Containers:" in out
+    freed = out.strip().splitlines()[-1]
+    assert freed.startswith("Total reclaimed space: ") and freed.endswith("MB") and float(freed.split()[-1][:-2]) >= 1.0
+    assert "junk" not in d.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert "junk-vol" in d.docker("volume", "ls", "-q").stdout.split()  # named: kept without --all
+    d.docker("volume", "rm", "junk-vol")
+    assert d.docker("images", "-q").stdout.strip()  # in-use/tagged images stay without -a
