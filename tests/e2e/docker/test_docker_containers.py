@@ -500,3 +500,16 @@ def test_runtime_choice(d: EngineDaemon) -> None:
     p = d.docker("run", "--runtime", "nope", "busybox", "true", check=False)
     assert p.returncode != 0 and "unknown or invalid runtime name: nope" in p.stderr
     assert d.docker("ps", "-aq").stdout == before
+
+
+def test_init_reaps_and_forwards_signals(d: EngineDaemon) -> None:
+    """--init: PID 1 is Docker's docker-init (Debian's tini-static bind-mounted read-only), the command its child;
+    it passes on SIGTERM, so `docker stop` ends a shell that would ignore it as PID 1."""
+    cid = d.docker("run", "-d", "--init", "busybox", "sh", "-c", "sleep 60").stdout.strip()
+    try:
+        assert d.docker("exec", cid, "cat", "/proc/1/cmdline").stdout.split("\0")[0] in ("/sbin/docker-init", "docker-init")
+        t = time.monotonic()
+        d.docker("stop", "-t", "10", cid)
+        assert time.monotonic() - t < 5, "SIGTERM was not forwarded"
+    finally:
+        d.docker("rm", "-f", cid)
