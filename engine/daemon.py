@@ -147,8 +147,9 @@ class Daemon:
         services.tasks = TaskService(journal, services.containers, cfg)
         forker = ShimForker(cfg.exec_root)
         try:  # shims forked from a warm server start in ~3 ms instead of ~30 ms
-            await forker.start()
-            services.tasks.forker = forker
+            if os.environ.get("ENGINE_SHIM_FORK_SERVER", "1") != "0":
+                await forker.start()
+                services.tasks.forker = forker
         except (OSError, EngineError) as err:
             log.warning("no shim fork server (%s): every task gets a fresh shim process", err)
         from engine.services.networks import recovery as net_recovery

@@ -24,7 +24,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        for name in ("engine_daemon", "shared_daemon"):
+        for name in ("engine_daemon", "shared_daemon", "d"):
             daemon = item.funcargs.get(name) if hasattr(item, "funcargs") else None
             if isinstance(daemon, EngineDaemon):
                 report.sections.append((f"{name} log", daemon.log()))

@@ -24,6 +24,7 @@ class Loop:
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
         self._tseq = 0
         self.stopping = False
+        self._failures: dict[int, int] = {}
         self._wr, self._ww = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.on_sigchld: Callable[[], None] = lambda: None
         signal.set_wakeup_fd(self._ww, warn_on_full_buffer=False)
@@ -55,11 +56,27 @@ class Loop:
             if self.timers:
                 timeout = max(0.0, self.timers[0][0] - time.monotonic())
             for key, mask in self.sel.select(timeout):
-                key.data(mask)
+                if not self._call(key.data, mask):
+                    failures = self._failures[key.fd] = self._failures.get(key.fd, 0) + 1
+                    if failures >= 50:  # a handler that fails every time: stop calling it rather than spin
+                        self.remove(key.fd)
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
                 _, _, fn = heapq.heappop(self.timers)
-                fn()
+                self._call(fn)
+
+    def _call(self, fn: Callable[..., None], *args: int) -> bool:
+        """Run a callback; one that fails is reported and the loop goes on: a handler's bug must never end
+        the shim, which holds a container whose stdio and exit status nobody else keeps."""
+        try:
+            fn(*args)
+            return True
+        except Exception:  # noqa: BLE001
+            with contextlib.suppress(Exception):
+                import traceback
+
+                traceback.print_exc()
+            return False
 
 
 class Writer:
