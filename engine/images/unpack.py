@@ -3,7 +3,8 @@
 The layer is read once, as a stream: the raw bytes are hashed (the compressed digest, the blob's digest in
 a manifest), decompressed according to their magic bytes (gzip ``1f 8b``, zstd ``28 b5 2f fd``, otherwise
 a plain tar), hashed again (the diff ID, what an image config's ``rootfs.diff_ids`` lists) and walked
-with ``tarfile`` in stream mode. Files are written by ``unpack_tree.Tree``, which never leaves the root.
+with engine/images/tarstream.py (``tarfile``'s stream mode copied every byte four times). Files are
+written by ``unpack_tree.Tree``, which never leaves the root.
 
 gzip goes through python-isal: ``isal.igzip_threaded`` (ISA-L's inflate, about 3x the standard
 library's zlib, in a second thread, so inflating overlaps with parsing and writing files). bench/unpack.py
@@ -16,9 +17,7 @@ Where it writes: for an overlay mount (what the overlayfs snapshotter returns fo
 upper dir, with the lower dirs consulted for overlay whiteouts; for a bind mount its source directory,
 with whiteouts as deletions. Nothing is mounted.
 
-``unpack_layers`` makes an image's snapshot chain (each committed snapshot named by its ChainID), as
-containerd's unpacker, through any object with the Snapshots service's methods (images never import
-services).
+An image's whole chain of layers is engine/images/unpacker.py's (``unpack_layers``).
 
 Metadata per entry: owner (lchown), then mode (chown clears set-id bits), then xattrs (PAX
 ``SCHILY.xattr.*``; chown clears ``security.capability``), then mtime; directories get their mtime at
@@ -27,21 +26,21 @@ the end, after their contents.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import os
 import stat
 import tarfile
+import threading
 import time
-import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
-from engine.errors import AlreadyExists, InvalidArgument, NotFound
+from engine.errors import InvalidArgument
 from engine.images.snapshots.base import Mount
+from engine.images.tarstream import Entry, TarReader
 from engine.images.unpack_tree import OPAQUE, OPAQUE_XATTR, WHITEOUT_PREFIX, Tree, split_name, symlink_escapes
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -64,8 +63,9 @@ class ApplyResult:
 class _Hashing(io.RawIOBase):
     """A reader that hashes and counts what passes through it, and times the reads."""
 
-    def __init__(self, inner: BinaryIO) -> None:
+    def __init__(self, inner: BinaryIO, hashing: bool = True) -> None:
         self.inner = inner
+        self.hashing = hashing
         self.h = hashlib.sha256()
         self.n = 0
         self.seconds = 0.0
@@ -77,7 +77,8 @@ class _Hashing(io.RawIOBase):
         t = time.perf_counter()
         data = self.inner.read(size)
         self.seconds += time.perf_counter() - t
-        self.h.update(data)
+        if self.hashing:
+            self.h.update(data)
         self.n += len(data)
         return data
 
@@ -169,7 +170,18 @@ def apply_layer(stream: BinaryIO, mounts: Sequence[Mount], *, gzip_impl: str = "
 def apply_to_dir(stream: BinaryIO, root: str, *, mode: str = "delete", lowers: Sequence[str] = (),
                  gzip_impl: str = "isal") -> ApplyResult:
     """Apply the layer onto directory `root` (``overlay``: an upper dir over `lowers`; ``delete``: a tree)."""
-    raw = _Hashing(stream)
+    return _apply(stream, root, mode=mode, lowers=lowers, gzip_impl=gzip_impl)[0]
+
+
+class _Aborted(Exception):
+    """A staged unpack told to stop (its image's unpack failed elsewhere)."""
+
+
+def _apply(stream: BinaryIO, root: str, *, mode: str, lowers: Sequence[str] = (), gzip_impl: str = "isal",
+           hash_raw: bool = True, abort: threading.Event | None = None
+           ) -> tuple[ApplyResult, set[tuple[str, ...]], bool]:
+    """apply_to_dir, also giving the directories the layer only implied and whether it set its root."""
+    raw = _Hashing(stream, hash_raw)
     dec, compression = open_decompressed(raw, gzip_impl=gzip_impl)  # type: ignore[arg-type]
     plain = _Hashing(dec)
     start = time.perf_counter()
@@ -177,19 +189,19 @@ def apply_to_dir(stream: BinaryIO, root: str, *, mode: str = "delete", lowers: S
     try:
         with Tree(root, mode=mode, lowers=lowers) as tree:
             dirs: list[tuple[list[str], int]] = []
-            try:
-                tf = tarfile.open(fileobj=plain, mode="r|", errorlevel=2)  # type: ignore[call-overload]
-            except tarfile.ReadError as err:
-                raise InvalidArgument(f"layer is not a tar archive: {err}") from err
-            for member in tf:
+            reader = TarReader(plain)  # type: ignore[arg-type]
+            for member in reader:
+                if abort is not None and abort.is_set():
+                    raise _Aborted
                 entries += 1
-                _apply_member(tree, tf, member, dirs)
+                _apply_member(tree, reader, member, dirs)
             for parts, mtime_ns in reversed(dirs):
                 fd = tree.fd if not parts else tree.parent([*parts, "x"])[0]
                 os.utime(f"/proc/self/fd/{fd}", ns=(mtime_ns, mtime_ns))
+            implied, root_set = tree.implied, tree.root_set
         plain.drain()
         raw.drain()
-    except InvalidArgument:
+    except (InvalidArgument, _Aborted):
         raise
     except Exception as err:
         if _is_decode_error(err):
@@ -199,9 +211,11 @@ def apply_to_dir(stream: BinaryIO, root: str, *, mode: str = "delete", lowers: S
         if dec is not raw:
             dec.close()
     total = time.perf_counter() - start
-    return ApplyResult(diff_id="sha256:" + plain.h.hexdigest(), digest="sha256:" + raw.h.hexdigest(),
-                       compression=compression, compressed_size=raw.n, size=plain.n, entries=entries,
-                       decompress_seconds=plain.seconds, apply_seconds=max(0.0, total - plain.seconds))
+    res = ApplyResult(diff_id="sha256:" + plain.h.hexdigest(),
+                      digest="sha256:" + raw.h.hexdigest() if hash_raw else "",
+                      compression=compression, compressed_size=raw.n, size=plain.n, entries=entries,
+                      decompress_seconds=plain.seconds, apply_seconds=max(0.0, total - plain.seconds))
+    return res, implied, root_set
 
 
 def _is_decode_error(err: BaseException) -> bool:
@@ -214,22 +228,15 @@ def _is_decode_error(err: BaseException) -> bool:
     return mod.startswith(("isal", "zstandard"))
 
 
-def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
-    out = {}
-    for k, v in member.pax_headers.items():
-        if k.startswith("SCHILY.xattr."):
-            out[k[len("SCHILY.xattr."):]] = v.encode("utf-8", "surrogateescape")
-    return out
-
-
-def _apply_member(tree: Tree, tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: list[tuple[list[str], int]]) -> None:
+def _apply_member(tree: Tree, reader: TarReader, m: Entry, dirs: list[tuple[list[str], int]]) -> None:
     parts = split_name(m.name)
-    mtime_ns = int(m.mtime * 1_000_000_000)
+    mtime_ns = m.mtime_ns
     if not parts:  # the root itself ("./")
         if not m.isdir():
             raise InvalidArgument(f"layer entry {m.name!r}: the root must be a directory")
         os.chown(f"/proc/self/fd/{tree.fd}", m.uid, m.gid)
         os.chmod(f"/proc/self/fd/{tree.fd}", m.mode & 0o7777)
+        tree.root_set = True
         dirs.append(([], mtime_ns))
         return
     base = parts[-1]
@@ -243,6 +250,7 @@ def _apply_member(tree: Tree, tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: lis
     tree.written.add(tuple(parts))
     was = tree.clear(dirfd, base, keep_dir=m.isdir(), parts=tuple(parts))
     if m.isdir():
+        tree.implied.discard(tuple(parts))
         if was != "dir":
             os.mkdir(base, 0o700, dir_fd=dirfd)
         if was == "whiteout":  # deleted earlier in this layer, then made again: hide the lower layers' one
@@ -252,13 +260,11 @@ def _apply_member(tree: Tree, tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: lis
         fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=dirfd)
         try:
-            src = tf.extractfile(m)
-            if src is not None:
-                while chunk := src.read(CHUNK):
-                    _write_all(fd, chunk)
+            for chunk in reader.data():
+                _write_all(fd, chunk)
             os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode & 0o7777)
-            for k, v in _xattrs(m).items():
+            for k, v in m.xattrs.items():
                 os.setxattr(fd, k, v)
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         finally:
@@ -291,82 +297,16 @@ def _apply_member(tree: Tree, tf: tarfile.TarFile, m: tarfile.TarInfo, dirs: lis
     elif m.isfifo():
         os.mkfifo(base, 0o600, dir_fd=dirfd)
     else:
-        raise InvalidArgument(f"layer entry {m.name!r}: unsupported tar entry type {m.type!r}")
+        raise InvalidArgument(f"layer entry {m.name!r}: unsupported tar entry type {m.type.decode('latin-1')!r}")
     # directories, devices and fifos: owner, mode, xattrs; mtime now (dirs: at the end)
     os.chown(base, m.uid, m.gid, dir_fd=dirfd, follow_symlinks=False)
     Tree.chmod(dirfd, base, m.mode & 0o7777)
-    Tree.setxattrs(dirfd, base, _xattrs(m))
+    Tree.setxattrs(dirfd, base, m.xattrs)
     if not m.isdir():
         os.utime(base, ns=(mtime_ns, mtime_ns), dir_fd=dirfd, follow_symlinks=False)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+def _write_all(fd: int, view: memoryview) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
-
-
-# ---- a whole image's layers onto a snapshotter (containerd's unpacker) -----------------------------------
-
-
-def chain_id(parent: str, diff_id: str) -> str:
-    """OCI image spec ChainID: the first layer's is its diff ID, then sha256(parent + " " + diff_id)."""
-    if not parent:
-        return diff_id
-    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
-
-
-@dataclass
-class Layer:
-    diff_id: str  # expected: the unpack refuses a layer whose tar hashes differently
-    open: Callable[[], BinaryIO]  # a fresh stream of the (possibly compressed) blob
-
-
-class Snapshots(Protocol):
-    """The part of the Snapshots service (engine/services/snapshots.py) the unpacker uses."""
-
-    async def stat(self, snapshotter: str, key: str, *, namespace: str) -> object: ...
-    async def prepare(self, snapshotter: str, key: str, parent: str = "", labels: dict[str, str] | None = None,
-                      *, namespace: str, actor: str) -> list[Mount]: ...
-    async def commit(self, snapshotter: str, name: str, key: str, labels: dict[str, str] | None = None, *,
-                     namespace: str, actor: str) -> None: ...
-    async def remove(self, snapshotter: str, key: str, *, namespace: str, actor: str) -> None: ...
-
-
-async def unpack_layers(snaps: Snapshots, snapshotter: str, layers: Sequence[Layer], *, namespace: str,
-                        actor: str, labels: dict[str, str] | None = None) -> list[str]:
-    """Make the committed snapshot chain of `layers`, each named by its ChainID; returns the ChainIDs.
-
-    A layer whose snapshot already exists is skipped (another image shares it). Each missing one is
-    prepared under a unique ``extract-`` key, applied, checked against its diff ID and committed; on any
-    failure the half-made snapshot is removed. Losing a commit race to a concurrent unpack is fine.
-    """
-    parent, out = "", []
-    for layer in layers:
-        chain = chain_id(parent, layer.diff_id)
-        try:
-            await snaps.stat(snapshotter, chain, namespace=namespace)
-        except NotFound:
-            key = f"extract-{uuid.uuid4().hex[:12]} {chain}"
-            mounts = await snaps.prepare(snapshotter, key, parent, labels={"containerd.io/snapshot.ref": chain},
-                                         namespace=namespace, actor=actor)
-            try:
-                res = await asyncio.to_thread(_apply_opened, layer.open, mounts)
-                if res.diff_id != layer.diff_id:
-                    raise InvalidArgument(f"layer unpacked to {res.diff_id}, expected diff id {layer.diff_id}")
-                try:
-                    await snaps.commit(snapshotter, chain, key, labels, namespace=namespace, actor=actor)
-                except AlreadyExists:
-                    await snaps.remove(snapshotter, key, namespace=namespace, actor=actor)
-            except BaseException:
-                await asyncio.shield(snaps.remove(snapshotter, key, namespace=namespace, actor=actor))
-                raise
-        out.append(chain)
-        parent = chain
-    return out
-
-
-def _apply_opened(opener: Callable[[], BinaryIO], mounts: Sequence[Mount]) -> ApplyResult:
-    with opener() as f:
-        return apply_layer(f, mounts)

@@ -90,6 +90,10 @@ class Tree:
         self.lowers = list(lowers) if mode == "overlay" else []
         self.fd = os.open(root, _DIR_FLAGS)
         self.written: set[tuple[str, ...]] = set()
+        # directories this layer made only because an entry below them needed them (no entry of their own);
+        # a staged unpack settles their owner and mode against the lower layers afterwards (``settle``)
+        self.implied: set[tuple[str, ...]] = set()
+        self.root_set = False  # the layer has an entry for its root ("./")
         self._dir_cache: dict[tuple[str, ...], tuple[int, list[str]]] = {(): (self.fd, self.lowers)}
 
     def __enter__(self) -> Tree:
@@ -174,6 +178,7 @@ class Tree:
                 raise InvalidArgument(f"layer path {shown!r} does not exist")
             os.mkdir(name, 0o755, dir_fd=fd)
             self.written.add(key)  # made by this layer (an opaque marker later must not delete it)
+            self.implied.add(key)
             if lst is not None:  # copy-up of a lower directory's owner and mode
                 os.chown(name, lst.st_uid, lst.st_gid, dir_fd=fd, follow_symlinks=False)
                 self.chmod(fd, name, stat.S_IMODE(lst.st_mode))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from engine.errors import InvalidArgument, NotFound
 from engine.images import formats
 from engine.images.platforms import Platform
-from engine.images.unpack import Layer, chain_id, unpack_layers
+from engine.images.unpacker import Layer, chain_id, unpack_layers
 
 if TYPE_CHECKING:
     from engine.services import Services

@@ -23,6 +23,8 @@ replay.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -225,6 +227,7 @@ class RecoveryReport:
     removals_finished: list[str] = field(default_factory=list)
     missing_dropped: list[str] = field(default_factory=list)
     orphan_dirs_removed: list[str] = field(default_factory=list)  # "<snapshotter>/<sid>"
+    staged_removed: list[str] = field(default_factory=list)  # layers extracted for an unpack the daemon lost
 
 
 class SnapshotService:
@@ -242,6 +245,10 @@ class SnapshotService:
             return self.backends[snapshotter]
         except KeyError:
             raise NotFound(f"snapshotter {snapshotter!r} is not configured") from None
+
+    def staging_dir(self, snapshotter: str) -> str | None:
+        """Where the unpacker may extract layers before their snapshots exist (None: one by one)."""
+        return self.backend(snapshotter).staging_dir()
 
     async def _read(self, fn):  # type: ignore[no-untyped-def]
         return await self.journal.run_read(fn)
@@ -445,6 +452,10 @@ class SnapshotService:
                 if (sn, sid) not in known:
                     await asyncio.to_thread(be.remove, sid)
                     rep.orphan_dirs_removed.append(f"{sn}/{sid}")
+            staging = be.staging_dir()
+            for name in os.listdir(staging) if staging else ():
+                await asyncio.to_thread(shutil.rmtree, os.path.join(staging, name), True)
+                rep.staged_removed.append(f"{sn}/{name}")
         return rep
 
 

@@ -75,6 +75,10 @@ class Backend(Protocol):
 
     def ids_on_disk(self) -> list[str]: ...
 
+    def staging_dir(self) -> str | None:
+        """A directory for extracting layers independently of their parents, or None if the backend's layers
+        depend on their parents' files (engine/images/unpacker.py)."""
+
     def upper_dir(self, sid: str) -> str:
         """The directory a layer is applied to (for overlay, the upper dir; for native, the tree itself)."""
 

@@ -27,6 +27,10 @@ class NativeBackend:
         self.dir = os.path.join(root, "snapshots")
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
 
+    def staging_dir(self) -> str | None:
+        """None: a layer is applied onto a copy of its parent, so layers cannot be extracted on their own."""
+        return None
+
     def _path(self, sid: str, *parts: str) -> str:
         return os.path.join(self.dir, sid, *parts)
 

@@ -71,6 +71,13 @@ class OverlayBackend:
     def upper_dir(self, sid: str) -> str:
         return self._path(sid, "fs")
 
+    def staging_dir(self) -> str | None:
+        """Where a layer is extracted on its own before it becomes a snapshot's upper dir, on the same file
+        system so that a rename moves it there (engine/images/unpacker.py); emptied by recovery."""
+        path = os.path.join(self.root, "staging")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+
     def lower_dirs(self, parent_ids: Sequence[str]) -> list[str]:
         return [self._path(p, "fs") for p in parent_ids]
 

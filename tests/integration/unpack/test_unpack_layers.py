@@ -12,7 +12,7 @@ import pytest
 
 from engine.errors import InvalidArgument
 from engine.images.snapshots import Kind
-from engine.images.unpack import Layer, chain_id, unpack_layers
+from engine.images.unpacker import Layer, chain_id, unpack_layers
 from tests.integration.snapshots.helpers import ACTOR, NS, mounts_under, open_service
 
 
