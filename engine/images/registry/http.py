@@ -18,14 +18,13 @@ import contextlib
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import httptools
 
 from engine.errors import InvalidArgument, PermissionDenied, Unavailable
 
-READ_SIZE = 1 << 20
+HIGH_WATER = 4 << 20  # body bytes queued on a response before the connection stops reading
 CONNECT_TIMEOUT = 30.0
 READ_TIMEOUT = 120.0
 MAX_REDIRECTS = 5
@@ -58,16 +57,91 @@ class Headers:
         return any(k == name.lower() for k, _ in self._items)
 
 
-@dataclass
-class _Conn:
-    key: tuple[str, str, int]
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    reused: bool = False
+class _Conn(asyncio.Protocol):
+    """One connection. Bytes go from ``data_received`` straight into the current response's parser, whose
+    body chunks queue on the response; reading pauses while more than ``HIGH_WATER`` bytes wait there."""
+
+    def __init__(self, key: tuple[str, str, int]) -> None:
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.resp: Response | None = None
+        self.closed = False
+        self.reused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        r = self.resp
+        if r is None:  # bytes nobody asked for: this connection cannot be trusted with another request
+            self.close()
+            return
+        r.feed(data)
+        if r.buffered > HIGH_WATER and not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+            self._paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # for the client
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until more bytes arrive or the connection ends (reading resumes if it was paused)."""
+        assert self.transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+        async with asyncio.timeout(READ_TIMEOUT):
+            await self._waiter
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._write_paused and not self.closed:
+            self._drain = asyncio.get_running_loop().create_future()
+            await self._drain
+        if self.closed:
+            raise ConnectionResetError("connection closed")
+
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        self.closed = True
+        self.resp = None
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                self.transport.close()
 
 
 class Response:
@@ -82,11 +156,13 @@ class Response:
         self._conn: _Conn | None = conn
         self._head = method == "HEAD"
         self._buf: deque[bytes] = deque()
+        self.buffered = 0
         self._headers_done = False
         self._complete = False
-        self._name = b""
+        self._bad: Exception | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._keep_alive = True
+        conn.resp = self
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -101,20 +177,33 @@ class Response:
 
     def on_body(self, body: bytes) -> None:
         self._buf.append(body)
+        self.buffered += len(body)
 
     def on_message_complete(self) -> None:
         self._complete = True
 
-    async def _fill(self) -> bool:
-        """Read from the socket into the parser; False at EOF."""
-        assert self._conn is not None
-        data = await asyncio.wait_for(self._conn.reader.read(READ_SIZE), READ_TIMEOUT)
-        if not data:
-            return False
+    def feed(self, data: bytes) -> None:
+        """Bytes from the connection (called by its protocol)."""
+        if self._bad is not None or (self._complete and self._headers_done):
+            return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._bad = Unavailable(f"{self.url}: unexpected protocol upgrade")
         except httptools.HttpParserError as err:
-            raise Unavailable(f"{self.url}: bad HTTP response: {err}") from err
+            self._bad = Unavailable(f"{self.url}: bad HTTP response: {err}")
+
+    async def _fill(self) -> bool:
+        """Wait for more of the response; False when the connection ended."""
+        conn = self._conn
+        assert conn is not None
+        if self._bad is not None:
+            raise self._bad
+        if conn.closed:
+            return False
+        await conn.wait()
+        if self._bad is not None:
+            raise self._bad
         return True
 
     async def _read_head(self) -> None:
@@ -132,7 +221,9 @@ class Response:
         try:
             while True:
                 while self._buf:
-                    yield self._buf.popleft()
+                    chunk = self._buf.popleft()
+                    self.buffered -= len(chunk)
+                    yield chunk
                 if self._complete:
                     break
                 if not await self._fill():
@@ -157,22 +248,18 @@ class Response:
         return bytes(out)
 
     def _release(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Give the connection back to the pool when the response was read to its end, else drop it."""
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._complete and self._keep_alive and not self._buf:
+        if self._complete and self._keep_alive and not self._buf and conn.usable():
+            conn.resp = None
             self.client._put(conn)
         else:
             conn.close()
-
-    def close(self) -> None:
-        """Drop the connection (the body was not wanted or not fully read)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            if self._complete and self._keep_alive and not self._buf:
-                self.client._put(conn)
-            else:
-                conn.close()
 
     async def __aenter__(self) -> Response:
         return self
@@ -202,18 +289,19 @@ class HttpClient:
         ctx: ssl.SSLContext | None = None
         if scheme == "https":
             ctx = self._ssl_noverify if host in self.insecure_tls_hosts else self._ssl_verify
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=ctx, limit=READ_SIZE * 2), CONNECT_TIMEOUT)
+            _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(key), host, port, ssl=ctx),
+                                             CONNECT_TIMEOUT)
         except (TimeoutError, OSError, ssl.SSLError) as err:
             raise Unavailable(f"{scheme}://{host}:{port}: cannot connect: {err or type(err).__name__}") from err
-        return _Conn(key, reader, writer)
+        return conn
 
     def _get(self, key: tuple[str, str, int]) -> _Conn | None:
         pool = self._idle.get(key)
         while pool:
             conn = pool.pop()
-            if not conn.reader.at_eof() and not conn.writer.is_closing():
+            if conn.usable():
                 conn.reused = True
                 return conn
             conn.close()
@@ -221,7 +309,7 @@ class HttpClient:
 
     def _put(self, conn: _Conn) -> None:
         pool = self._idle.setdefault(conn.key, [])
-        if len(pool) >= self.max_idle or conn.writer.is_closing():
+        if len(pool) >= self.max_idle or not conn.usable():
             conn.close()
         else:
             pool.append(conn)
@@ -275,20 +363,20 @@ class HttpClient:
                 conn = await self._connect(key)
             resp = Response(self, conn, method, url)
             try:
-                conn.writer.write(head)
+                conn.write(head)
                 if isinstance(body, (bytes, bytearray)):
-                    conn.writer.write(body)
+                    conn.write(body)
                 elif body is not None:
                     async for chunk in body:  # type: ignore[union-attr]
                         if chunk:
-                            conn.writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                            await conn.writer.drain()
+                            conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                            await conn.drain()
                     if chunked:
-                        conn.writer.write(b"0\r\n\r\n")
-                await conn.writer.drain()
+                        conn.write(b"0\r\n\r\n")
+                await conn.drain()
                 await resp._read_head()
                 return resp
-            except (TimeoutError, OSError, asyncio.IncompleteReadError) as err:
+            except (TimeoutError, OSError) as err:
                 conn.close()
                 if conn.reused and not streaming and attempt == 0:
                     continue  # the server closed an idle connection: once more on a fresh one
