@@ -9,11 +9,13 @@ containerd) so nothing is cached, and times the pull from request to unpacked im
 
 engine is driven through its Docker API (``POST /images/create``, the docker CLI's pull) when the daemon
 serves it; when it does not (the route is another helper's), through the same PullService in-process
-over a fresh root (``--via`` says which; the result records it). engine applies each layer as soon as it
-and the ones below it are downloaded, so fetch and unpack overlap; the split comes from the daemon's
-``pulled …`` log line (or the service's timings): fetch (resolve + download + verify + commit, with the
-applies running meanwhile), the time the applies were busy (decompress + apply), the unpack tail after the
-last download, and decompress = isal gunzip of the same blobs timed alone, so apply ≈ busy − decompress.
+over a fresh root (``--via`` says which; the result records it). engine extracts each layer as soon as
+its blob is committed, in parallel with the other layers' downloads and extractions (overlayfs staging,
+engine/images/unpacker.py), so fetch and unpack overlap; the split comes from the daemon's ``pulled …``
+log line (or the service's timings): fetch (resolve + download + verify + commit, with the extractions
+running meanwhile), the time any layer was being extracted (decompress + apply), the unpack tail after
+the last download, and decompress = isal gunzip of the same blobs timed alone, so apply ≈ busy −
+decompress (an upper bound: extractions run two at a time).
 
     .venv/bin/python bench/pull.py [--rounds 3] [--layer-mb 75] [--via auto|api|inprocess] [--profile f.svg]
 """
