@@ -28,7 +28,7 @@ Design choices:
   ``…config`` and ``…l.<i>`` on a manifest; and ``containerd.io/distribution.source.<host>=<repo>`` on every
   blob, which push uses for cross-repository mounts.
 * **Progress** goes to a callback as Docker's JSON-stream messages (``Pulling fs layer`` … ``Status:``);
-  it is not journaled. ``ENGINE_FAULT_PULL=<point>`` (``layer:partial``, ``layers:done``) SIGKILLs the
+  it is not journaled. ``ENGINE_FAULT_PULL=<point>`` (``layer:partial``, ``layer:staged``, ``layers:done``) SIGKILLs the
   daemon there, for the crash tests.
 """
 
@@ -302,6 +302,7 @@ class PullService:
                     emit(message("Extracting", short(layers[i].digest), 0, layers[i].size))
             elif event == "staged":
                 spans[i][1] = time.monotonic()
+                fault("layer:staged")
             elif event == "done" and fresh:
                 emit(message("Pull complete", short(layers[i].digest)))
 

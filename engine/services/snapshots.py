@@ -15,8 +15,9 @@ Side effects on disk are bracketed by events, so a crash at any point is found b
     snapshot.committed, snapshot.labels_updated    metadata only
 
 ``recover`` deletes the directories of 'preparing' rows (prepare_failed), finishes 'removing' rows
-(removed), drops rows whose directories vanished (removed, reason ``missing``, children first), and
-deletes directories that no row names. ``apply`` never reads the filesystem, so the table is rebuilt by
+(removed), removes the active ``extract-…`` snapshots of an unpack the daemon lost (removed), drops rows
+whose directories vanished (removed, reason ``missing``, children first), deletes directories that no
+row names, and empties the backends' staging directories (engine/images/unpacker.py). ``apply`` never reads the filesystem, so the table is rebuilt by
 replay.
 """
 
@@ -228,6 +229,7 @@ class RecoveryReport:
     missing_dropped: list[str] = field(default_factory=list)
     orphan_dirs_removed: list[str] = field(default_factory=list)  # "<snapshotter>/<sid>"
     staged_removed: list[str] = field(default_factory=list)  # layers extracted for an unpack the daemon lost
+    extractions_removed: list[str] = field(default_factory=list)  # active "extract-…" snapshots of such an unpack
 
 
 class SnapshotService:
@@ -425,6 +427,19 @@ class SnapshotService:
                 await self.journal.append([SnapshotRemoved(snapshotter=sn, key=key, sid=sid)], namespace=ns,
                                           actor=actor, cause="recover")
                 rep.removals_finished.append(tag)
+        # an unpack's half-filled layer ("extract-<id> <chain id>", labelled with the chain it was to become,
+        # as containerd's unpacker names them): no unpack outlives the daemon, and recovery runs before
+        # the API serves, so nobody is filling it any more
+        lost: list[tuple[str, str, str]] = await self._read(lambda c: c.execute(
+            "SELECT namespace, snapshotter, key FROM snapshots WHERE state = 'ready' AND kind = 'active' AND "
+            "key LIKE 'extract-%' AND json_extract(labels, '$.\"containerd.io/snapshot.ref\"') IS NOT NULL"
+        ).fetchall())
+        for ns, sn, key in lost:
+            if sn in self.backends:
+                await self.remove(sn, key, namespace=ns, actor=actor, cause="recover")
+                rep.extractions_removed.append(f"{ns}/{sn}/{key}")
+        gone_keys = set(lost)
+        rows = [r for r in rows if (r[0], r[1], r[2]) not in gone_keys]
         # rows whose directories are gone: drop them and everything above them, children first
         rows = [r for r in rows if r[4] == "ready"]
         gone = {(ns, sn, key) for ns, sn, key, sid, _, _ in rows

@@ -1,5 +1,6 @@
 """A pull killed by SIGKILL (``ENGINE_FAULT_PULL``) in a child process over a temp root: no image record is
-left, the lease keeps the partial ingest, and the next pull resumes that ingest instead of starting over."""
+left, the lease keeps the partial ingest, and the next pull resumes that ingest instead of starting over.
+Killed with a layer extracted into the snapshotter's staging dir, recovery empties it."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def _pull_in_child(root: Path, ref: str, fault: str) -> int:
     return proc.returncode
 
 
-@pytest.mark.parametrize("fault", ["layer:partial", "layers:done"])
+@pytest.mark.parametrize("fault", ["layer:partial", "layer:staged", "layers:done"])
 async def test_sigkill_during_pull_leaves_no_record_and_resumes(filled: Filled, fault: str) -> None:
     reg = filled.reg
     work = Path(tempfile.mkdtemp(prefix="reg-crash-work-"))
@@ -54,7 +55,12 @@ async def test_sigkill_during_pull_leaves_no_record_and_resumes(filled: Filled, 
         m = json.loads(reg.get(f"/v2/{ref.split('/', 1)[1].replace(':1', '')}/manifests/1",
                                {"Accept": images.OCI_MANIFEST})[1])
         big = max(m["layers"], key=lambda x: x["size"])
+        staging = root / "snapshots" / "overlayfs" / "staging"
+        left = sorted(os.listdir(staging)) if staging.is_dir() else []
+        assert bool(left) == (fault == "layer:staged"), left
         async with pulling(root) as (s, p, _):
+            rep = await s.snapshots.recover(actor=ACTOR)  # as the daemon does when it starts
+            assert rep.staged_removed == [f"overlayfs/{n}" for n in left] and os.listdir(staging) == []
             assert await s.images.list(NS) == []  # no dangling record
             leases = await s.leases.list(NS)
             assert len(leases) == 1 and LABEL_EXPIRE in leases[0].labels  # protects the partial work meanwhile
@@ -71,7 +77,7 @@ async def test_sigkill_during_pull_leaves_no_record_and_resumes(filled: Filled, 
             started = await s.journal.read(after_seq=0, where="type = ? AND subject = ?",
                                            params=("content.ingest_started", f"pull-{big['digest']}"))
             assert len(started) == 1  # resumed, not begun again
-            if fault == "layers:done":
+            if fault != "layer:partial":
                 assert "Already exists" in [x["status"] for x in msgs]
             assert await s.content.list_statuses(NS) == []
             # the crashed pull's lease stays until it expires; our own is gone

@@ -79,3 +79,35 @@ async def test_sigkill_during_prepare_then_recover(root: Path) -> None:
         assert svc.backends["native"].ids_on_disk() == ["1"]
         assert [i.name for i in await svc.walk("native", namespace=NS)] == ["big"]
         await svc.prepare("native", "slow", "big", namespace=NS, actor=ACTOR)  # the key is free again
+
+
+async def test_recover_removes_only_the_unpackers_lost_extractions(root: Path) -> None:
+    """An unpack that died with the daemon leaves an active ``extract-<id> <chain>`` snapshot (labelled with
+    the chain it was to become) and maybe a staged layer: recovery removes both, journaled, and keeps every
+    other active snapshot — a container's rootfs, and an ``extract-`` key a client made without the label."""
+    async with open_service(root, "overlayfs") as svc:
+        await svc.prepare("overlayfs", "base-k", namespace=NS, actor=ACTOR)
+        await svc.commit("overlayfs", "base", "base-k", namespace=NS, actor=ACTOR)
+        lost = "extract-0123456789ab sha256:" + "1" * 64
+        mounts = await svc.prepare("overlayfs", lost, "base", labels={"containerd.io/snapshot.ref": "sha256:" + "1" * 64},
+                                   namespace=NS, actor=ACTOR)
+        await svc.prepare("overlayfs", "container-rootfs", "base", namespace=NS, actor=ACTOR)
+        await svc.prepare("overlayfs", "extract-by-hand", "base", namespace=NS, actor=ACTOR)
+        upper = [o.split("=", 1)[1] for o in mounts[0].options if o.startswith("upperdir=")][0]
+        Path(upper, "half-written").write_bytes(b"x" * 1000)
+        staging = svc.staging_dir("overlayfs")
+        assert staging is not None
+        Path(staging, "layer-abc/etc").mkdir(parents=True)
+        Path(staging, "layer-abc/etc/passwd").write_text("root:x:0:0\n")
+    async with open_service(root, "overlayfs") as svc:
+        rep = await svc.recover(actor="engine")
+        assert rep.extractions_removed == [f"{NS}/overlayfs/{lost}"]
+        assert rep.staged_removed == ["overlayfs/layer-abc"] and os.listdir(staging) == []
+        assert sorted(i.name for i in await svc.walk("overlayfs", namespace=NS)) == [
+            "base", "container-rootfs", "extract-by-hand"]
+        assert not Path(upper).exists()
+        removed = await svc.journal.read(after_seq=0, where="type = ? AND subject = ?",
+                                         params=("snapshot.removed", lost))
+        assert [e.cause for e in removed] == ["recover"]
+        again = await svc.recover(actor="engine")
+        assert again.extractions_removed == [] and again.staged_removed == []
