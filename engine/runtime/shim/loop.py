@@ -5,6 +5,14 @@ gets a callback ``fn(mask)``; ``Writer`` buffers what a non-blocking fd cannot t
 cap after which it drops (so a slow or absent reader never blocks the shim); SIGCHLD arrives
 through ``signal.set_wakeup_fd`` on a pipe, and the reaper calls ``waitpid(-1, WNOHANG)`` until
 nothing is left, because the shim is a child subreaper and must reap every orphan.
+
+One ``select()`` can report several fds, and a callback may unregister and close another one of
+them (a Delete closes an exec's stdin FIFO whose EOF is in the same batch) or even reuse its
+number; ``run()`` therefore calls a callback only while its registration is still the one that
+was reported, and a stale event is dropped.  (The stale FIFO event used to close fd -1, and its
+EBADF ended the shim and so its container: tests/e2e/docker/test_docker_exec_stress.py.)  A callback
+that fails is reported and the loop goes on; one that has failed 50 times on the same registration
+is unregistered, never a later registration that reuses its fd number.
 """
 
 from __future__ import annotations
@@ -38,11 +46,13 @@ class Loop:
 
     def add(self, fd: int, events: int, fn: Callable[[int], None]) -> None:
         self.sel.register(fd, events, fn)
+        self._failures.pop(fd, None)  # a new registration (perhaps a reused fd number) starts afresh
 
     def modify(self, fd: int, events: int, fn: Callable[[int], None]) -> None:
         self.sel.modify(fd, events, fn)
 
     def remove(self, fd: int) -> None:
+        self._failures.pop(fd, None)
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(fd)
 
@@ -55,10 +65,13 @@ class Loop:
             timeout = None
             if self.timers:
                 timeout = max(0.0, self.timers[0][0] - time.monotonic())
+            fd_to_key = self.sel.get_map()
             for key, mask in self.sel.select(timeout):
+                if fd_to_key.get(key.fd) is not key:
+                    continue  # unregistered by an earlier callback of this round (its fd may even be reused)
                 if not self._call(key.data, mask):
                     failures = self._failures[key.fd] = self._failures.get(key.fd, 0) + 1
-                    if failures >= 50:  # a handler that fails every time: stop calling it rather than spin
+                    if failures >= 50 and fd_to_key.get(key.fd) is key:  # fails every time: stop, not spin
                         self.remove(key.fd)
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
