@@ -17,6 +17,8 @@ Design choices:
   FIFO and the shim, so nothing is lost between start and attach, and stdin EOF is closing our end.
 * The exit code is taken from the journal (``tasks.wait``); a stream ends only after the exit is known,
   so the CLI's ``GET /exec/{id}/json`` right after the stream closes already sees ``ExitCode``.
+* A resize waits (up to 10 s, as dockerd) until the start has settled: the CLI sends its first resize as
+  soon as it is attached, before or while the start runs, and a window changed then would be lost.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NAMESPACE = "moby"
+RESIZE_WAIT = 10.0  # seconds a resize waits for the exec's start (dockerd's)
 STDOUT, STDERR = 1, 2
 
 
@@ -79,6 +82,7 @@ class DockerExec:
     pid: int = 0
     exit_code: int | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # the start's outcome is known
     io: ExecIO | None = None
 
     @property
@@ -333,6 +337,7 @@ class DockerExecService:
             cmd0 = (cfg["Cmd"] or [""])[0].lower()
             e.exit_code = 127 if cmd0 in msg and ("no such file" in msg or "not found" in msg) else 126
             e.done.set()
+            e.settled.set()
             if e.io is not None:
                 e.io.close()
                 e.io = None
@@ -344,10 +349,13 @@ class DockerExecService:
                 e.io = None
             raise
         e.running = True
-        size = cfg.get("ConsoleSize")
-        if e.tty and size and size[0] and size[1]:
-            with contextlib.suppress(EngineError):
-                await tasks.resize_pty(NAMESPACE, e.container_id, size[1], size[0], e.id)
+        try:
+            size = cfg.get("ConsoleSize")
+            if e.tty and size and size[0] and size[1]:
+                with contextlib.suppress(EngineError):
+                    await tasks.resize_pty(NAMESPACE, e.container_id, size[1], size[0], e.id)
+        finally:
+            e.settled.set()  # after the start's own size, so a resize that waited is not overwritten by it
         asyncio.get_running_loop().create_task(self._reap(e, actor))
         return e
 
@@ -372,6 +380,10 @@ class DockerExecService:
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         assert self.services.tasks is not None
         e = self.get(exec_id)
+        try:  # (a start cut short leaves it unsettled: the exec can be started again)
+            await asyncio.wait_for(e.settled.wait(), RESIZE_WAIT)
+        except TimeoutError:
+            raise EngineError("timeout waiting for exec session ready") from None
         if not e.running:
             raise Conflict(f"exec {exec_id} is not running")
         if not e.tty:

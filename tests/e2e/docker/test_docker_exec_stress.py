@@ -354,3 +354,26 @@ def test_many_exec_sessions_leave_the_container_and_its_shim_alone(
     assert left == []
     log = d.log()
     assert "Traceback" not in log and "shim connection lost" not in log, log[-5000:]
+
+
+def test_a_resize_sent_before_the_start_waits_for_it(d: EngineDaemon, sleeper: str) -> None:
+    """The CLI resizes as soon as it is attached, which can be before the start has run: as dockerd, the
+    resize waits for the start instead of failing (it used to be a 409, and the window size was lost)."""
+    status, body = d.request(
+        "POST",
+        f"/containers/{NAME}/exec",
+        {"Cmd": ["sh", "-c", "sleep 1; stty size > /tmp/size"], "Tty": True},
+    )
+    assert status == 201, body
+    exec_id = body["Id"]
+    with ThreadPoolExecutor(1) as pool:
+        resize = pool.submit(d.request, "POST", f"/exec/{exec_id}/resize?h=33&w=111")
+        time.sleep(0.2)  # the resize is waiting now
+        status, body = d.request("POST", f"/exec/{exec_id}/start", {"Detach": True, "Tty": True})
+        assert status == 200, body
+        assert resize.result(timeout=15)[0] == 200
+    deadline = time.monotonic() + 10
+    while (r := d.docker("exec", NAME, "cat", "/tmp/size", check=False)).returncode != 0:
+        assert time.monotonic() < deadline, r.stderr
+        time.sleep(0.05)
+    assert r.stdout == "33 111\n"
