@@ -9,8 +9,10 @@ one to four at a time, and a busy loop takes one core for the first half.
 This reproduced the shim that died under load after repeated ``exec -it``: when an exec's end and its
 Delete reach the shim together, one ``select()`` reports both the Delete request and the EOF of the exec's
 stdin FIFO; the Delete closed the FIFO, and the stale EOF event then closed fd -1, whose EBADF ended the
-shim (and the daemon, its connection gone, removed the container). The first test pins the loop's rule
-that fixes it (engine/runtime/shim/loop.py): an event whose registration is gone is dropped.
+shim (and the daemon, its connection gone, removed the container). Since the loop reports a failing
+callback and goes on, that EBADF only reached the shim's stderr (/dev/null), which this test cannot see:
+the first test pins the loop's rule that fixes it (engine/runtime/shim/loop.py), an event whose
+registration is gone is dropped.
 """
 
 from __future__ import annotations
