@@ -51,6 +51,12 @@ def release(c: st.Container, timeout: float = 30.0) -> None:
             if data:
                 break
             if not c.alive():
+                try:  # it may have written its byte, exec'd and exited since the read above (a quick /bin/true)
+                    data = os.read(fd, 1)
+                except BlockingIOError:
+                    data = None
+                if data:
+                    break
                 raise FailedPrecondition("container process exited before it was started")
             if data == b"" and not os.path.exists(c.fifo):
                 # another start read the byte first and removed the FIFO
