@@ -8,7 +8,7 @@ written by ``unpack_tree.Tree``, which never leaves the root.
 
 gzip goes through python-isal: ``isal.igzip_threaded`` (ISA-L's inflate, about 3x the standard
 library's zlib, in a second thread, so inflating overlaps with parsing and writing files). bench/unpack.py
-on this 2-core machine, compressible 106 MB layer: 454 / 234 / 121 MB/s end to end for threaded isal /
+on this 2-core machine, compressible 106 MB layer: 486 / 316 / 145 MB/s (685 / 570 / 424 for random data) end to end for threaded isal /
 single-threaded isal / stdlib when the other core is free; under heavy load from other processes the
 thread hand-off costs more than it gains (53 vs 94 MB/s single-threaded), so ``gzip_impl="isal-single"``
 and ``"stdlib"`` stay selectable. zstd uses ``zstandard``.
