@@ -8,10 +8,11 @@ written by ``unpack_tree.Tree``, which never leaves the root.
 
 gzip goes through python-isal: ``isal.igzip_threaded`` (ISA-L's inflate, about 3x the standard
 library's zlib, in a second thread, so inflating overlaps with parsing and writing files). bench/unpack.py
-on this 2-core machine, compressible 106 MB layer: 486 / 316 / 145 MB/s (685 / 570 / 424 for random data) end to end for threaded isal /
-single-threaded isal / stdlib when the other core is free; under heavy load from other processes the
-thread hand-off costs more than it gains (53 vs 94 MB/s single-threaded), so ``gzip_impl="isal-single"``
-and ``"stdlib"`` stay selectable. zstd uses ``zstandard``.
+on this 2-core machine, compressible 106 MB layer: 486 / 316 / 145 MB/s end to end for threaded isal /
+single-threaded isal / stdlib when the other core is free (685 / 570 / 424 MB/s for random data); under
+heavy load from other processes the thread hand-off costs more than it gains (53 vs 94 MB/s
+single-threaded), so ``gzip_impl="isal-single"`` and ``"stdlib"`` stay selectable. zstd uses
+``zstandard``.
 
 Where it writes: for an overlay mount (what the overlayfs snapshotter returns for an active snapshot) the
 upper dir, with the lower dirs consulted for overlay whiteouts; for a bind mount its source directory,
