@@ -271,7 +271,7 @@ class TaskService:
 
                 await asyncio.get_running_loop().run_in_executor(None, write_bundle, bundle, c.spec.value, mounts)
                 argv = shim_argv(container_id, namespace, str(sock), str(state), runtime=runtime,
-                                 runtime_root=runtime_root)
+                                 runtime_root=runtime_root, log=os.path.join(self.config.exec_root, "shim.log"))
                 if self.forker is not None:
                     shim_pid = await self.forker.spawn(argv)
                 else:

@@ -265,9 +265,11 @@ class ShimClient:
 
 
 def shim_argv(
-    cid: str, namespace: str, socket: str, state_dir: str, runtime: str = "", runtime_root: str = ""
+    cid: str, namespace: str, socket: str, state_dir: str, runtime: str = "", runtime_root: str = "", log: str = ""
 ) -> list[str]:
     argv = ["--id", cid, "--namespace", namespace, "--socket", socket, "--state-dir", state_dir]
+    if log:
+        argv += ["--log", log]
     if runtime:
         argv += ["--runtime", runtime]
     if runtime_root:

@@ -22,6 +22,7 @@ import heapq
 import os
 import selectors
 import signal
+import sys
 import time
 from collections.abc import Callable
 
@@ -85,10 +86,13 @@ class Loop:
             fn(*args)
             return True
         except Exception:  # noqa: BLE001
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # to --log (the daemon's <exec-root>/shim.log)
                 import traceback
 
+                print(f"engine-shim[{os.getpid()}] {time.strftime('%Y-%m-%dT%H:%M:%S')}: a callback failed",
+                      file=sys.stderr)
                 traceback.print_exc()
+                sys.stderr.flush()
             return False
 
 

@@ -356,6 +356,8 @@ def test_many_exec_sessions_leave_the_container_and_its_shim_alone(
     assert left == []
     log = d.log()
     assert "Traceback" not in log and "shim connection lost" not in log, log[-5000:]
+    shim_log = d.exec_root / "shim.log"  # the shims' --log: a callback that failed would be reported here
+    assert shim_log.exists() and "a callback failed" not in shim_log.read_text(), shim_log.read_text()[-5000:]
 
 
 def test_a_resize_sent_before_the_start_waits_for_it(d: EngineDaemon, sleeper: str) -> None:
