@@ -17,19 +17,13 @@ registration is gone is dropped.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import pty
 import random
-import select
 import selectors
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,74 +31,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from engine.runtime.shim.loop import Loop
+from tests.e2e.docker.term import Term
 from tests.harness import EngineDaemon
 
 NAME = "stress-sleeper"
 SESSIONS_PER_RUN = int(os.environ.get("ENGINE_EXEC_STRESS_SESSIONS", "90"))  # more for a long soak
 
 
-class Term:
-    """A docker CLI under its own pseudo-terminal (24x80)."""
-
-    def __init__(self, d: EngineDaemon, *args: str) -> None:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: only async-signal-safe-ish work before exec (we fork from threads)
-            try:
-                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-                os.execvpe("docker", ["docker", *args], d.env)
-            finally:
-                os._exit(127)
-        self.pid, self.fd, self.buf = pid, fd, b""
-        self.status: int | None = None
-
-    def read_until(self, pattern: bytes, timeout: float = 20, after: int = 0) -> bytes:
-        end = time.monotonic() + timeout
-        while pattern not in self.buf[after:]:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"timed out waiting for {pattern!r}; got {self.buf[-400:]!r}")
-            r, _, _ = select.select([self.fd], [], [], left)
-            if r:
-                try:
-                    data = os.read(self.fd, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    raise AssertionError(f"terminal closed before {pattern!r}; got {self.buf[-400:]!r}")
-                self.buf += data
-        return self.buf
-
-    def send(self, data: bytes) -> None:
-        os.write(self.fd, data)
-
-    def resize(self, rows: int, cols: int) -> None:
-        """As a terminal emulator does: the kernel signals SIGWINCH to the CLI, which sends a resize."""
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def wait(self, timeout: float = 20) -> int:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            r, _, _ = select.select([self.fd], [], [], 0.05)
-            if r:
-                with contextlib.suppress(OSError):
-                    self.buf += os.read(self.fd, 65536)
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-                return self.status
-        raise AssertionError(f"docker did not exit; output {self.buf[-400:]!r}")
-
-    def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        self.wait()
-
-    def close(self) -> None:
-        if self.status is None:
-            with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+def term(d: EngineDaemon, *args: str) -> Term:
+    """A CLI under a pty, with this file's longer waits (the sessions run under CPU load)."""
+    return Term(d, *args, timeout=20)
 
 
 def test_shim_loop_drops_an_event_whose_registration_an_earlier_callback_removed() -> None:
@@ -149,7 +85,7 @@ def test_shim_loop_drops_an_event_whose_registration_an_earlier_callback_removed
 
 # ---- the sessions: each runs one exec and checks what the user would see --------------------------------
 def it_exit_at_once(d: EngineDaemon) -> None:
-    t = Term(d, "exec", "-it", NAME, "true")
+    t = term(d, "exec", "-it", NAME, "true")
     try:
         assert t.wait() == 0, t.buf
     finally:
@@ -157,7 +93,7 @@ def it_exit_at_once(d: EngineDaemon) -> None:
 
 
 def it_exit_3(d: EngineDaemon) -> None:
-    t = Term(d, "exec", "-it", NAME, "sh", "-c", "exit 3")
+    t = term(d, "exec", "-it", NAME, "sh", "-c", "exit 3")
     try:
         assert t.wait() == 3, t.buf
     finally:
@@ -165,7 +101,7 @@ def it_exit_3(d: EngineDaemon) -> None:
 
 
 def it_stdin_eof(d: EngineDaemon) -> None:
-    t = Term(d, "exec", "-it", NAME, "sh", "-c", "echo ready; cat; echo done-$?")
+    t = term(d, "exec", "-it", NAME, "sh", "-c", "echo ready; cat; echo done-$?")
     try:
         t.read_until(b"ready")
         t.send(b"abc\r")
@@ -182,7 +118,7 @@ def it_stdin_eof(d: EngineDaemon) -> None:
 def it_killed_client(d: EngineDaemon) -> None:
     # `read`, not an interactive shell: a ^D that reaches ash while it switches its line editor's terminal
     # modes is lost (the shell then runs on, as it would under Docker), so the test could not tell a leak
-    t = Term(d, "exec", "-it", NAME, "sh", "-c", "echo ready; read x; echo got-$x; read y")
+    t = term(d, "exec", "-it", NAME, "sh", "-c", "echo ready; read x; echo got-$x; read y")
     try:
         t.read_until(b"ready")
         t.send(b"42\r")
@@ -193,7 +129,7 @@ def it_killed_client(d: EngineDaemon) -> None:
 
 
 def it_resize(d: EngineDaemon) -> None:
-    t = Term(d, "exec", "-it", NAME, "sh")
+    t = term(d, "exec", "-it", NAME, "sh")
     try:
         t.read_until(b"# ")
         for rows, cols in ((30, 100), (31, 101), (50, 200), (30, 100)):
@@ -218,7 +154,7 @@ def it_resize(d: EngineDaemon) -> None:
 
 
 def it_lots_of_output(d: EngineDaemon) -> None:
-    t = Term(d, "exec", "-it", NAME, "sh", "-c", "seq 1 30000; echo end-of-seq")
+    t = term(d, "exec", "-it", NAME, "sh", "-c", "seq 1 30000; echo end-of-seq")
     try:
         out = t.read_until(b"end-of-seq")
         assert b"\r\n29999\r\n30000\r\n" in out
@@ -228,7 +164,7 @@ def it_lots_of_output(d: EngineDaemon) -> None:
 
 
 def it_detach(d: EngineDaemon) -> None:
-    t = Term(d, "exec", "-it", NAME, "sh", "-c", "echo ready; read x")
+    t = term(d, "exec", "-it", NAME, "sh", "-c", "echo ready; read x")
     try:
         t.read_until(b"ready")
         t.send(b"\x10\x11")  # ctrl-p ctrl-q: the CLI leaves; the process reads on until its stdin ends
@@ -238,7 +174,7 @@ def it_detach(d: EngineDaemon) -> None:
 
 
 def it_shell(d: EngineDaemon) -> None:
-    t = Term(d, "exec", "-it", NAME, "sh")
+    t = term(d, "exec", "-it", NAME, "sh")
     try:
         t.read_until(b"# ")
         t.send(b"echo $((6*7))x\r")

@@ -4,85 +4,19 @@ container), top, export, diff, and the errors Docker gives for bad input."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
 import json
-import os
-import pty
 import re
-import select
-import signal
-import struct
 import subprocess
 import tarfile
-import termios
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.docker.dockerapi_util import journal
+from tests.e2e.docker.term import Term
 from tests.harness import EngineDaemon
-
-
-class Term:
-    """A docker CLI under a pseudo-terminal (24x80), driven byte by byte."""
-
-    def __init__(self, d: EngineDaemon, *args: str) -> None:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: a terminal of known size, then the CLI
-            try:
-                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-                os.execvpe("docker", ["docker", *args], d.env)
-            finally:
-                os._exit(127)
-        self.pid, self.fd, self.buf = pid, fd, b""
-        self.status: int | None = None
-
-    def read_until(self, pattern: bytes, timeout: float = 15) -> bytes:
-        end = time.monotonic() + timeout
-        while pattern not in self.buf:
-            left = end - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"timed out waiting for {pattern!r}; got {self.buf!r}")
-            r, _, _ = select.select([self.fd], [], [], left)
-            if r:
-                try:
-                    data = os.read(self.fd, 4096)
-                except OSError:
-                    data = b""
-                if not data:
-                    raise AssertionError(f"terminal closed before {pattern!r}; got {self.buf!r}")
-                self.buf += data
-        return self.buf
-
-    def send(self, data: bytes) -> None:
-        os.write(self.fd, data)
-
-    def wait(self, timeout: float = 15) -> int:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            r, _, _ = select.select([self.fd], [], [], 0.1)
-            if r:
-                try:
-                    data = os.read(self.fd, 4096)
-                    self.buf += data
-                except OSError:
-                    pass
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-                return self.status
-        raise AssertionError(f"docker did not exit; output {self.buf!r}")
-
-    def close(self) -> None:
-        if self.status is None:
-            with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
 
 
 def inspect(d: EngineDaemon, name: str) -> dict:
