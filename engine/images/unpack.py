@@ -31,7 +31,6 @@ import hashlib
 import io
 import os
 import stat
-import tarfile
 import threading
 import time
 import zlib
@@ -221,7 +220,7 @@ def _apply(stream: BinaryIO, root: str, *, mode: str, lowers: Sequence[str] = ()
 
 def _is_decode_error(err: BaseException) -> bool:
     """A compressed stream or tar that ends early or does not decode (not an I/O error of ours)."""
-    if isinstance(err, (EOFError, tarfile.TarError, zlib.error)):
+    if isinstance(err, (EOFError, zlib.error)):
         return True
     if isinstance(err, OSError):
         return err.errno is None  # gzip.BadGzipFile and friends carry no errno

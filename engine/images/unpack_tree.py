@@ -72,6 +72,15 @@ def _lstat(path: str) -> os.stat_result | None:
         return None
 
 
+def check_lower_dir(lower: os.stat_result | None, shown: str) -> None:
+    """A directory the layer makes implicitly at `shown` is refused when the lower layers have a symlink
+    (writing through it could leave the root) or a non-directory there; `lower` is their merged lstat."""
+    if lower is not None and stat.S_ISLNK(lower.st_mode):
+        raise InvalidArgument(f"layer path {shown!r} is a symlink in a lower layer: refusing to write through it")
+    if lower is not None and not stat.S_ISDIR(lower.st_mode):
+        raise InvalidArgument(f"layer path {shown!r} is not a directory in a lower layer")
+
+
 def _opaque(path: str) -> bool:
     try:
         return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
@@ -169,11 +178,7 @@ class Tree:
                 self._lower_child(lowers, name)[1]
         else:
             lst, sub_lowers = self._lower_child(lowers, name) if lowers else (None, [])
-            if lst is not None and stat.S_ISLNK(lst.st_mode):
-                raise InvalidArgument(f"layer path {shown!r} is a symlink in a lower layer: refusing to write"
-                                      " through it")
-            if lst is not None and not stat.S_ISDIR(lst.st_mode):
-                raise InvalidArgument(f"layer path {shown!r} is not a directory in a lower layer")
+            check_lower_dir(lst, shown)
             if not create and lst is None:
                 raise InvalidArgument(f"layer path {shown!r} does not exist")
             os.mkdir(name, 0o755, dir_fd=fd)

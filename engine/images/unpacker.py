@@ -43,7 +43,7 @@ from typing import BinaryIO, Protocol
 from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.images.snapshots.base import Mount
 from engine.images.unpack import ApplyResult, _Aborted, _apply, apply_layer, target_of
-from engine.images.unpack_tree import Tree, _lstat, _opaque
+from engine.images.unpack_tree import Tree, _lstat, _opaque, check_lower_dir
 
 PARALLEL = max(1, min(4, int(os.environ.get("ENGINE_UNPACK_PARALLEL", "0")) or (os.cpu_count() or 1)))
 LABEL_SNAPSHOT_REF = "containerd.io/snapshot.ref"
@@ -279,12 +279,7 @@ def settle_implied(root: str, implied: set[tuple[str, ...]], lowers: Sequence[st
         if st is not None and stat.S_ISDIR(st.st_mode) and above:
             lst, out = Tree._lower_child(above, parts[-1])
             if parts in implied and lst is not None:
-                shown = "/".join(parts)
-                if stat.S_ISLNK(lst.st_mode):
-                    raise InvalidArgument(f"layer path {shown!r} is a symlink in a lower layer: refusing to write"
-                                          " through it")
-                if not stat.S_ISDIR(lst.st_mode):
-                    raise InvalidArgument(f"layer path {shown!r} is not a directory in a lower layer")
+                check_lower_dir(lst, "/".join(parts))
                 os.chown(path, lst.st_uid, lst.st_gid, follow_symlinks=False)
                 os.chmod(path, stat.S_IMODE(lst.st_mode))
             if _opaque(path):

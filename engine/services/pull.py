@@ -28,8 +28,8 @@ Design choices:
   ``…config`` and ``…l.<i>`` on a manifest; and ``containerd.io/distribution.source.<host>=<repo>`` on every
   blob, which push uses for cross-repository mounts.
 * **Progress** goes to a callback as Docker's JSON-stream messages (``Pulling fs layer`` … ``Status:``);
-  it is not journaled. ``ENGINE_FAULT_PULL=<point>`` (``layer:partial``, ``layer:staged``, ``layers:done``) SIGKILLs the
-  daemon there, for the crash tests.
+  it is not journaled. ``ENGINE_FAULT_PULL=<point>`` (``layer:partial``, ``layer:staged``,
+  ``layers:done``) SIGKILLs the daemon there, for the crash tests.
 """
 
 from __future__ import annotations

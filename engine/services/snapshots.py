@@ -17,8 +17,8 @@ Side effects on disk are bracketed by events, so a crash at any point is found b
 ``recover`` deletes the directories of 'preparing' rows (prepare_failed), finishes 'removing' rows
 (removed), removes the active ``extract-…`` snapshots of an unpack the daemon lost (removed), drops rows
 whose directories vanished (removed, reason ``missing``, children first), deletes directories that no
-row names, and empties the backends' staging directories (engine/images/unpacker.py). ``apply`` never reads the filesystem, so the table is rebuilt by
-replay.
+row names, and empties the backends' staging directories (engine/images/unpacker.py). ``apply`` never
+reads the filesystem, so the table is rebuilt by replay.
 """
 
 from __future__ import annotations

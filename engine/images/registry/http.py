@@ -236,7 +236,7 @@ class Response:
         except (TimeoutError, OSError) as err:
             self.close()
             raise Unavailable(f"{self.url}: {err or type(err).__name__}") from err
-        self._release()
+        self.close()
 
     async def read(self, limit: int = 64 << 20) -> bytes:
         out = bytearray()
@@ -246,9 +246,6 @@ class Response:
                 self.close()
                 raise InvalidArgument(f"{self.url}: response larger than {limit} bytes")
         return bytes(out)
-
-    def _release(self) -> None:
-        self.close()
 
     def close(self) -> None:
         """Give the connection back to the pool when the response was read to its end, else drop it."""

@@ -27,7 +27,9 @@ class OverlayBackend:
     def __init__(self, root: str) -> None:
         self.root = root
         self.dir = os.path.join(root, "snapshots")
+        self.staging = os.path.join(root, "staging")
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        os.makedirs(self.staging, mode=0o700, exist_ok=True)
 
     def _path(self, sid: str, *parts: str) -> str:
         return os.path.join(self.dir, sid, *parts)
@@ -74,9 +76,7 @@ class OverlayBackend:
     def staging_dir(self) -> str | None:
         """Where a layer is extracted on its own before it becomes a snapshot's upper dir, on the same file
         system so that a rename moves it there (engine/images/unpacker.py); emptied by recovery."""
-        path = os.path.join(self.root, "staging")
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        return path
+        return self.staging
 
     def lower_dirs(self, parent_ids: Sequence[str]) -> list[str]:
         return [self._path(p, "fs") for p in parent_ids]
